@@ -1,0 +1,60 @@
+"""Small callbacks divrec adds to Lightning's own: wall-clock bookkeeping of each validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from divrec import names
+
+
+def process_elapsed() -> float:
+    """Seconds since this process started (Linux /proc; elsewhere since divrec was imported)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
+
+
+_IMPORTED = time.monotonic()
+
+
+class ValidationTimeline(pl.Callback):
+    """After every validation, append one JSON line: epoch, process wall seconds, train/val seconds, metrics.
+
+    The file (``timeline.jsonl`` in the run folder) answers "how long until val NDCG@10 first reached x".
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._epoch_start = self._val_start = time.perf_counter()
+        self.train_seconds = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.train_seconds = time.perf_counter() - self._epoch_start
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        row = {
+            "epoch": trainer.current_epoch,
+            "elapsed_s": round(process_elapsed(), 3),
+            "epoch_train_s": round(self.train_seconds, 3),
+            "val_s": round(time.perf_counter() - self._val_start, 3),
+        }
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(names.VAL + "/")})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")

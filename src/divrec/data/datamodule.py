@@ -1,0 +1,154 @@
+"""LightningDataModule: prepared dataset → padded tensors → batches, with no per-sample Python work.
+
+Training windows and evaluation histories are built once as dense int64 tensors; a batch is one fancy-index into
+them, trimmed to its longest row (dynamic padding). Loading goes through ``prepare_dataset`` (cached).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from divrec import names
+from divrec.data.prepare import prepare_dataset
+from divrec.data.types import EvalSplit, ProcessedData
+from divrec.data.windows import last_items, right_padded, training_windows
+
+
+def trim_left(x: Tensor) -> Tensor:
+    """Drop leading columns that are padding in every row of a left-padded (B, L) batch (keeps >= 1)."""
+    used = (x != 0).any(dim=0).nonzero()
+    return x[:, int(used[0]) :] if len(used) else x[:, -1:]
+
+
+def trim_right(x: Tensor) -> Tensor:
+    """Drop trailing all-padding columns of a right-padded (B, S) batch (keeps >= 1)."""
+    used = (x != 0).any(dim=0).nonzero()
+    return x[:, : int(used[-1]) + 1] if len(used) else x[:, :1]
+
+
+class TensorBatches(Dataset):
+    """Rows of named tensors; ``__getitems__`` returns a whole batch at once (DataLoader's batched fetch)."""
+
+    def __init__(self, tensors: dict[str, Tensor]) -> None:
+        self.tensors = tensors
+        self.length = len(next(iter(tensors.values())))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitems__(self, rows: list[int]) -> dict[str, Tensor]:
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        batch = {key: value[idx] for key, value in self.tensors.items()}
+        for key in (names.ITEMS, names.HISTORY):
+            if key in batch:
+                batch[key] = trim_left(batch[key])
+        if names.SEEN in batch:
+            batch[names.SEEN] = trim_right(batch[names.SEEN])
+        return batch
+
+    def __getitem__(self, row: int) -> dict[str, Tensor]:
+        return self.__getitems__([row])
+
+
+def passthrough(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    return batch
+
+
+def eval_tensors(split: EvalSplit, max_len: int) -> dict[str, Tensor]:
+    """History (last max_len items), every seen item, the target and the user index of each evaluated user."""
+    offsets, items = split.history_offsets, split.history_items
+    return {
+        names.HISTORY: torch.from_numpy(last_items(offsets, items, max_len)),
+        names.SEEN: torch.from_numpy(right_padded(offsets, items)),
+        names.TARGET: torch.from_numpy(split.targets.astype(np.int64)),
+        names.USER_INDEX: torch.from_numpy(split.users.astype(np.int64)),
+    }
+
+
+class SeqDataModule(pl.LightningDataModule):
+    """Sequential-recommendation data: training windows of max_len + 1 items, val/test users with one target."""
+
+    def __init__(
+        self,
+        source: Any,
+        preprocessing: Any,
+        split: Any,
+        data_dir: str = "data",
+        mirror: str | None = None,
+        cache_dir: str | None = None,
+        download: bool = True,
+        max_len: int = 50,  # the model reads at most this many items
+        stride: int | None = None,  # step between training windows; None = max_len (each target once)
+        batch_size: int = 256,
+        eval_batch_size: int = 1024,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.source, self.preprocessing, self.split = source, preprocessing, split
+        self.data_dir = Path(data_dir)
+        self.mirror = Path(mirror) if mirror else None
+        self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"
+        self.download = download
+        self.max_len, self.stride = max_len, stride or max_len
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self.data: ProcessedData | None = None
+        self.tensors: dict[str, dict[str, Tensor]] = {}
+
+    def load(self) -> ProcessedData:
+        """Prepare (or read from cache) the dataset; idempotent."""
+        if self.data is None:
+            self.data = prepare_dataset(
+                self.source, self.preprocessing, self.split, data_dir=self.data_dir, mirror=self.mirror,
+                cache_dir=self.cache_dir, download=self.download,
+            )
+        return self.data
+
+    def prepare_data(self) -> None:
+        self.load()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        data = self.load()
+        windows = training_windows(data.train_offsets, data.train_items, self.max_len + 1, self.stride)
+        windows = windows[(windows != 0).sum(axis=1) >= 2]  # a window needs an input and a target
+        self.tensors = {
+            names.TRAIN: {names.ITEMS: torch.from_numpy(windows)},
+            names.VAL: eval_tensors(data.val, self.max_len),
+            names.TEST: eval_tensors(data.test, self.max_len),
+        }
+
+    @property
+    def n_items(self) -> int:
+        return self.load().n_items
+
+    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            TensorBatches(self.tensors[stage]),
+            batch_size=self.batch_size if stage == names.TRAIN else self.eval_batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=passthrough,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(names.TRAIN, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(names.VAL, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(names.TEST, shuffle=False)

@@ -1,0 +1,120 @@
+"""Train / validation / test splits of chronological sequences; ``split(seqs) -> Splits`` for every class.
+
+Evaluation rows hold one held-out target and the user's full history before it (oldest first); training
+sequences are per-user prefixes, so no held-out target ever sits at or after its position in training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from divrec.data.errors import SPLIT_KEY, DataError
+from divrec.data.preprocess import Sequences
+from divrec.data.types import EvalSplit
+
+
+@dataclasses.dataclass
+class Splits:
+    """Training CSR (one row per user, possibly empty) and the two evaluation splits."""
+
+    train_offsets: np.ndarray
+    train_items: np.ndarray
+    val: EvalSplit
+    test: EvalSplit
+
+
+class Split:
+    """Base class: ``split(seqs)`` returns the training prefixes and the val / test targets."""
+
+    def split(self, seqs: Sequences) -> Splits:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(kw_only=True)
+class LeaveOneOut(Split):
+    """Per user: last item = test target, second-last = validation target, the rest = training.
+
+    Users with fewer than 3 interactions keep all of them in training and are not evaluated (no val/test row).
+    Validation history = the training sequence; test history = training sequence + validation target.
+    """
+
+    def split(self, seqs: Sequences) -> Splits:
+        lengths = seqs.lengths
+        evaluated = np.flatnonzero(lengths >= 3)
+        train_lengths = np.where(lengths >= 3, lengths - 2, lengths)
+        ends = seqs.offsets[1:][evaluated]
+        offsets, items = prefixes(seqs, train_lengths)
+        return Splits(offsets, items, eval_split(seqs, evaluated, ends - 2), eval_split(seqs, evaluated, ends - 1))
+
+
+@dataclasses.dataclass(kw_only=True)
+class GlobalTemporal(Split):
+    """Global time cut-offs t_val < t_test at the ``val_quantile`` / ``test_quantile`` quantiles of all timestamps.
+
+    Training = interactions before t_val. Validation target of a user = its first interaction in [t_val, t_test);
+    test target = its first interaction at or after t_test; each with the full history before it. Rows whose
+    history is shorter than ``min_history`` are dropped (cold-start users are not evaluated by default).
+    """
+
+    val_quantile: float = 0.8
+    test_quantile: float = 0.9
+    min_history: int = 1
+
+    def split(self, seqs: Sequences) -> Splits:
+        if seqs.times is None:
+            raise DataError(
+                "GlobalTemporal needs timestamps but this source has none (order only); "
+                f"use leave-one-out: set {SPLIT_KEY}._target_=divrec.data.splits.LeaveOneOut"
+            )
+        if not 0.0 < self.val_quantile < self.test_quantile < 1.0:
+            raise DataError(
+                f"GlobalTemporal quantiles val={self.val_quantile}, test={self.test_quantile} must satisfy "
+                f"0 < val < test < 1; fix {SPLIT_KEY}.val_quantile / {SPLIT_KEY}.test_quantile"
+            )
+        t_val, t_test = np.quantile(seqs.times, [self.val_quantile, self.test_quantile])
+        if not t_val < t_test:
+            raise DataError(
+                f"GlobalTemporal cut-offs coincide (t_val = t_test = {t_val}): too many equal timestamps; "
+                f"move {SPLIT_KEY}.val_quantile and {SPLIT_KEY}.test_quantile further apart"
+            )
+        user_of = np.repeat(np.arange(seqs.n_users), seqs.lengths)
+        train_lengths = np.bincount(user_of[seqs.times < t_val], minlength=seqs.n_users)
+        offsets, items = prefixes(seqs, train_lengths)
+        val = self._first_after(seqs, user_of, (seqs.times >= t_val) & (seqs.times < t_test))
+        test = self._first_after(seqs, user_of, seqs.times >= t_test)
+        return Splits(offsets, items, val, test)
+
+    def _first_after(self, seqs: Sequences, user_of: np.ndarray, in_window: np.ndarray) -> EvalSplit:
+        """Each user's first interaction inside the window, with at least ``min_history`` items before it."""
+        candidates = np.flatnonzero(in_window)
+        users, first = np.unique(user_of[candidates], return_index=True)
+        targets = candidates[first]
+        keep = targets - seqs.offsets[users] >= self.min_history
+        return eval_split(seqs, users[keep], targets[keep])
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(start, start + length)`` for every pair, vectorised."""
+    lengths = lengths.astype(np.int64)
+    total = int(lengths.sum())
+    row_starts = np.cumsum(lengths) - lengths
+    return np.arange(total, dtype=np.int64) - np.repeat(row_starts - starts.astype(np.int64), lengths)
+
+
+def prefixes(seqs: Sequences, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of the first ``lengths[u]`` items of every user's sequence."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return offsets, seqs.items[ranges(seqs.offsets[:-1], lengths)].astype(np.int64)
+
+
+def eval_split(seqs: Sequences, users: np.ndarray, targets: np.ndarray) -> EvalSplit:
+    """Rows (user, item at flat position ``targets``) with the user's items before that position as history."""
+    lengths = targets - seqs.offsets[users]
+    return EvalSplit(
+        users=users.astype(np.int64),
+        history_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        history_items=seqs.items[ranges(seqs.offsets[users], lengths)].astype(np.int64),
+        targets=seqs.items[targets].astype(np.int64),
+    )

@@ -1,0 +1,88 @@
+"""Plain containers passed between the data stages: raw tables → processed, split, id-remapped arrays.
+
+Sequences are stored CSR-style (``offsets`` of length n+1 into one flat ``items`` array) so that millions of
+interactions stay a few flat numpy arrays, cheap to cache and to slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class RawData:
+    """What a source loader returns, before any preprocessing.
+
+    interactions: one row per event with columns ``names.USER``, ``names.ITEM`` (raw ids as str) and, where the
+        source has them, ``names.TIME`` (int/float, larger = later) and ``names.RATING`` (float). Row order is file
+        order, which is the tie-break for equal timestamps (and the chronology itself where there is no TIME).
+    item_features: indexed by raw item id (str); column ``names.CATEGORIES`` (list[str]) and optionally
+        ``names.TITLE`` (str). None where the dataset has no item metadata.
+    user_features: indexed by raw user id (str); one column per categorical feature (values as str).
+    """
+
+    interactions: pd.DataFrame
+    item_features: pd.DataFrame | None = None
+    user_features: pd.DataFrame | None = None
+
+
+@dataclass
+class EvalSplit:
+    """One held-out target per evaluated user, with everything that came before it.
+
+    users: (U,) internal user indices (0-based).
+    history_offsets: (U+1,) offsets into history_items; history of row u = items[offsets[u]:offsets[u+1]],
+        oldest first. The model sees the last ``max_len`` of them; ranking excludes all of them (seen items).
+    targets: (U,) internal item ids (1..n_items) of the held-out item.
+    """
+
+    users: np.ndarray
+    history_offsets: np.ndarray
+    history_items: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+    def history(self, row: int) -> np.ndarray:
+        return self.history_items[self.history_offsets[row] : self.history_offsets[row + 1]]
+
+
+@dataclass
+class ProcessedData:
+    """A preprocessed, split dataset with contiguous ids. Item id 0 is padding; real items are 1..n_items.
+
+    train_offsets/train_items: CSR training sequences, one per user (index = internal user id), oldest first;
+        a user may have an empty training sequence (temporal split).
+    item_raw_ids: (n_items+1,) str; entry 0 is "" (padding). user_raw_ids: (n_users,) str.
+    item_category_offsets/item_category_ids: CSR over items 0..n_items (row 0 empty) into category_names;
+        empty arrays when the dataset has no categories.
+    item_titles: (n_items+1,) str or None. user_features: name → (n_users,) int codes (0 = unknown) and
+        user_feature_vocab: name → list of values (index = code).
+    """
+
+    n_users: int
+    n_items: int
+    train_offsets: np.ndarray
+    train_items: np.ndarray
+    val: EvalSplit
+    test: EvalSplit
+    item_raw_ids: np.ndarray
+    user_raw_ids: np.ndarray
+    item_category_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    item_category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    category_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))
+    item_titles: np.ndarray | None = None
+    user_features: dict[str, np.ndarray] = field(default_factory=dict)
+    user_feature_vocab: dict[str, list[str]] = field(default_factory=dict)
+
+    def train_sequence(self, user: int) -> np.ndarray:
+        return self.train_items[self.train_offsets[user] : self.train_offsets[user + 1]]
+
+    @property
+    def n_interactions(self) -> int:
+        """Interactions after preprocessing: training events plus the held-out targets."""
+        return int(self.train_items.shape[0] + len(self.val) + len(self.test))

@@ -1,0 +1,92 @@
+"""The LightningModule: composes a backbone, an objective, optimizer/scheduler factories and ranking metrics.
+
+It holds no model or loss logic of its own: training asks the objective for a loss, evaluation asks it for one
+query vector per user and ranks the whole catalog with the backbone's tied item table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from divrec import names
+from divrec.metrics import RankingEvaluator
+from divrec.models import TransformerBackbone
+from divrec.tasks import Objective
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class SeqRecModule(pl.LightningModule):
+    def __init__(
+        self,
+        backbone: TransformerBackbone,
+        task: Objective,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        ks: Sequence[int] = (5, 10, 20),
+    ) -> None:
+        super().__init__()
+        task.check_backbone(backbone)
+        self.backbone, self.task = backbone, task
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.run_config: dict[str, Any] | None = None  # the resolved run config, stored in every checkpoint
+        self.evaluators = torch.nn.ModuleDict(
+            {s: RankingEvaluator(stage=s, n_items=backbone.n_items, ks=list(ks)) for s in (names.VAL, names.TEST)}
+        )
+
+    # --- training ------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        losses = self.task.loss(self.backbone, batch)
+        size = batch[names.ITEMS].shape[0]
+        self.log(names.metric_key(names.TRAIN, names.LOSS), losses[names.LOSS], prog_bar=True, batch_size=size)
+        for key, value in losses.items():
+            if key != names.LOSS:
+                self.log(names.metric_key(names.TRAIN, key), value, batch_size=size)
+        return losses[names.LOSS]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint[names.CONFIG_KEY] = self.run_config
+
+    # --- evaluation ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def scores(self, history: Tensor) -> Tensor:
+        """(B, L) histories → (B, V) scores over item ids 0..n_items (unmasked)."""
+        return self.backbone.score(self.task.query(self.backbone, history))
+
+    def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> None:
+        scores = self.scores(batch[names.HISTORY])
+        self.evaluators[stage].update(
+            scores, batch[names.TARGET], batch[names.SEEN], batch.get(names.USER_INDEX), inplace=True
+        )
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        evaluator = self.evaluators[stage]
+        self.log_dict(evaluator.compute(), prog_bar=False, sync_dist=False)
+        evaluator.reset()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(names.VAL, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end(names.VAL)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(names.TEST, batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end(names.TEST)

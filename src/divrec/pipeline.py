@@ -1,0 +1,159 @@
+"""``train(cfg)`` and ``evaluate(cfg)``: build everything from a composed config, run it, return the metrics.
+
+Importable and free of Hydra's runtime, so sweeps, tests and notebooks call them with a composed ``DictConfig``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from divrec import names
+from divrec.data.datamodule import SeqDataModule
+from divrec.lit.module import SeqRecModule
+from divrec.models.backbone import BackboneConfig, ModelConfigError
+from divrec.report import metrics_table, write_config, write_metrics
+
+log = logging.getLogger(__name__)
+
+
+def check_model_config(model_cfg: DictConfig) -> None:
+    """Reject an impossible model (unknown key, bad shape) before any data is loaded."""
+    fields = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items() if not k.startswith("_")}
+    unknown = set(fields) - set(BackboneConfig.__dataclass_fields__)
+    if unknown:
+        raise ModelConfigError(
+            f"invalid model config: unknown key(s) {sorted(unknown)}; valid keys are "
+            f"{sorted(BackboneConfig.__dataclass_fields__)} (see conf/model/)"
+        )
+    BackboneConfig(**fields)
+
+
+def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
+    """Instantiate the datamodule (loading the data) and the LightningModule from the config."""
+    check_model_config(cfg.model)
+    datamodule: SeqDataModule = instantiate(cfg.data)
+    backbone = instantiate(cfg.model, n_items=datamodule.n_items)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    module = SeqRecModule(
+        backbone=backbone, task=instantiate(cfg.task), optimizer=instantiate(cfg.optim), scheduler=scheduler,
+        ks=list(cfg.metrics.ks),
+    )
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    return datamodule, module
+
+
+def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+
+
+def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], output_dir: Path) -> dict[str, float]:
+    """Write metrics.json, log hparams with the final metrics, print the test table."""
+    write_metrics(output_dir, metrics)
+    for logger in trainer.loggers:
+        hparams = _flat_hparams(cfg)
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams, {k: v for k, v in metrics.items() if "/" in k})
+        else:
+            logger.log_hyperparams(hparams)
+        logger.save()
+    print(f"\n{metrics_table(metrics, names.TEST)}\n\nrun folder: {output_dir}", flush=True)
+    return metrics
+
+
+def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    keep = ("data", "model", "task", "optim", "scheduler", "seed")
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = node if isinstance(node, int | float | str | bool) else str(node)
+
+    walk("", {k: plain[k] for k in keep if k in plain})
+    return flat
+
+
+def _stage_metrics(results: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(v) for r in results for k, v in r.items()}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, then evaluate the best checkpoint (by ``callbacks.model_checkpoint.monitor``) on val and test."""
+    output_dir = Path(cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+    write_config(output_dir, cfg)
+    datamodule, module = build(cfg)
+    trainer = make_trainer(cfg, output_dir)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    train_time = time.perf_counter() - start
+    best = _best_checkpoint(trainer)
+    metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
+    metrics |= _stage_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
+    metrics |= {names.TRAIN_TIME: round(train_time, 3), names.EPOCHS: trainer.current_epoch, "seed": cfg.seed}
+    return finish(cfg, trainer, metrics, output_dir)
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str | None:
+    ckpt = trainer.checkpoint_callback
+    if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
+        return ckpt.best_model_path
+    return None  # no checkpointing (e.g. fast_dev_run): evaluate the final weights
+
+
+def load_checkpoint(path: str) -> dict[str, Any]:
+    """Read a checkpoint with safe deserialisation (tensors and plain containers only, no pickled code)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}; pass ckpt_path=<run folder>/checkpoints/<file>.ckpt")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated file, not a checkpoint, unsafe content
+        raise ValueError(f"cannot read checkpoint {path}: {err.__class__.__name__}: {err}".splitlines()[0]) from err
+
+
+def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """Evaluate a checkpoint on val and test without training; data/model/task come from the checkpoint's own
+    config unless ``overrides`` (the command line's) name that group or one of its keys."""
+    output_dir = Path(cfg.paths.output_dir)
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    cfg = _with_checkpoint_config(cfg, checkpoint.get(names.CONFIG_KEY), overrides)
+    write_config(output_dir, cfg)
+    datamodule, module = build(cfg)
+    module.load_state_dict(checkpoint["state_dict"])
+    trainer = make_trainer(cfg, output_dir)
+    metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
+    metrics |= _stage_metrics(trainer.test(module, datamodule=datamodule, verbose=False))
+    return finish(cfg, trainer, metrics, output_dir)
+
+
+def _with_checkpoint_config(cfg: DictConfig, stored: dict[str, Any] | None, overrides: Sequence[str]) -> DictConfig:
+    if stored is None:
+        return cfg
+    overridden = {o.lstrip("+~").split("=")[0].split(".")[0] for o in overrides}
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        for group in ("data", "model", "task"):
+            if group not in overridden and group in stored:
+                cfg[group] = OmegaConf.merge(stored[group], _paths_only(cfg[group]))
+    return cfg
+
+
+def _paths_only(node: DictConfig) -> DictConfig:
+    """Keep this machine's data locations when reusing a checkpoint's data config."""
+    return OmegaConf.create({k: node[k] for k in ("data_dir", "mirror", "cache_dir") if k in node})

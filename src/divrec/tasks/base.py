@@ -1,0 +1,51 @@
+"""The objective interface: how a batch of training windows becomes a loss, and how a history becomes a query.
+
+Objectives are swappable ``nn.Module``s chosen by Hydra (``task=...``); the LightningModule never inspects which
+one it holds. Training windows are (B, max_len + 1) left-padded item ids; an objective reads what it needs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from torch import Tensor, nn
+
+from divrec import names
+from divrec.models import TransformerBackbone
+
+
+class Objective(nn.Module, ABC):
+    """Base class: ``loss`` for training, ``query`` for ranking (one vector per user, scored against all items)."""
+
+    #: whether the backbone must be causal (next-item) or bidirectional (cloze); None = either works
+    requires_causal: bool | None = None
+
+    @abstractmethod
+    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Return a dict with at least ``names.LOSS`` (a scalar); other entries are logged as components."""
+
+    def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
+        """(B, L) left-padded histories → (B, D): the representation that predicts each user's next item."""
+        return backbone(history)[:, -1]  # (B, D) state at the newest position
+
+    def check_backbone(self, backbone: TransformerBackbone) -> None:
+        if self.requires_causal is not None and backbone.cfg.causal != self.requires_causal:
+            kind = "causal (model.causal=true, e.g. model=sasrec)" if self.requires_causal else (
+                "bidirectional (model.causal=false, e.g. model=bert4rec)"
+            )
+            raise ValueError(f"task {type(self).__name__} needs a {kind} model; change model= or task=")
+
+
+def next_item_pairs(backbone: TransformerBackbone, items: Tensor) -> tuple[Tensor, Tensor]:
+    """Run the causal backbone on windows and keep positions with a real input AND a real next item.
+
+    (B, L+1) windows → hidden (N, D) at those positions and their next-item targets (N,).
+    """
+    inputs, targets = items[:, :-1], items[:, 1:]  # (B, L), (B, L)
+    hidden = backbone(inputs)  # (B, L, D)
+    keep = (inputs != 0) & (targets != 0)  # (B, L)
+    return hidden[keep], targets[keep]  # (N, D), (N,)
+
+
+def batch_items(batch: dict[str, Tensor]) -> Tensor:
+    return batch[names.ITEMS]

@@ -1,0 +1,45 @@
+"""Masked-item (cloze) objective for bidirectional (BERT4Rec-style) models."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from divrec import names
+from divrec.models import TransformerBackbone
+from divrec.tasks.base import Objective, batch_items
+
+
+class Cloze(Objective):
+    """Mask a share of the items of each window and predict them with full-softmax cross-entropy.
+
+    Each real item is replaced by [MASK] with probability ``mask_prob``; every window gets at least one mask (its
+    newest item when the draw masks none), so that the objective also practises the evaluation situation.
+    loss = mean over masked positions of -log softmax(h_t · E^T)[i_t]. At evaluation the history is shifted left
+    by one and [MASK] is appended; its output ranks the next item.
+    """
+
+    requires_causal = False
+
+    def __init__(self, mask_prob: float = 0.2) -> None:
+        super().__init__()
+        if not 0.0 < mask_prob < 1.0:
+            raise ValueError(f"task.mask_prob={mask_prob} must be in (0, 1)")
+        self.mask_prob = mask_prob
+
+    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        items = batch_items(batch)[:, 1:]  # (B, L): the model reads at most max_len items
+        real = items != 0
+        masked = (torch.rand(items.shape, device=items.device) < self.mask_prob) & real  # (B, L)
+        none = ~masked.any(dim=1)  # (B,) windows without a mask get their newest item masked
+        masked[:, -1] |= none & real[:, -1]
+        inputs = items.masked_fill(masked, backbone.mask_token)
+        hidden = backbone(inputs)[masked]  # (N, D)
+        logits = backbone.item_logits(hidden)  # (N, n_items)
+        return {names.LOSS: F.cross_entropy(logits, items[masked] - 1)}
+
+    def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
+        mask = torch.full_like(history[:, :1], backbone.mask_token)  # (B, 1)
+        inputs = torch.cat([history[:, 1:], mask], dim=1)  # (B, L): oldest item dropped, [MASK] appended
+        return backbone(inputs)[:, -1]  # (B, D)

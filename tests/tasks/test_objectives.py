@@ -1,0 +1,54 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from divrec import names
+from divrec.models import TransformerBackbone
+from divrec.tasks import Cloze, NextItemBCE, NextItemCE, NextItemSampledSoftmax
+
+
+def backbone(causal: bool = True) -> TransformerBackbone:
+    torch.manual_seed(0)
+    return TransformerBackbone(n_items=20, max_len=6, hidden_size=8, n_heads=2, n_layers=1, ffn_size=16,
+                               dropout=0.0, attn_dropout=0.0, causal=causal)
+
+
+WINDOWS = torch.tensor([[0, 0, 0, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7]])
+
+
+def test_full_ce_only_at_real_positions_matches_a_loop_reference() -> None:
+    model = backbone()
+    loss = NextItemCE().loss(model, {names.ITEMS: WINDOWS})[names.LOSS]
+    terms = []
+    for row in WINDOWS:
+        hidden = model(row[None, :-1])[0]
+        for t in range(6):
+            if row[t] != 0 and row[t + 1] != 0:
+                logits = model.item_logits(hidden[t : t + 1])
+                terms.append(F.cross_entropy(logits, row[t + 1 : t + 2] - 1))
+    assert len(terms) == 3 + 6
+    torch.testing.assert_close(loss, torch.stack(terms).mean())
+
+
+@pytest.mark.parametrize("objective", [NextItemBCE(n_negatives=2), NextItemSampledSoftmax(n_negatives=5)])
+def test_sampled_objectives_give_finite_gradients(objective) -> None:
+    model = backbone()
+    loss = objective.loss(model, {names.ITEMS: WINDOWS})[names.LOSS]
+    loss.backward()
+    assert torch.isfinite(loss) and model.item_emb.weight.grad is not None
+
+
+def test_cloze_masks_at_least_one_item_and_queries_with_a_mask_token() -> None:
+    model = backbone(causal=False)
+    torch.manual_seed(1)
+    loss = Cloze(mask_prob=0.01).loss(model, {names.ITEMS: WINDOWS})[names.LOSS]
+    assert torch.isfinite(loss) and loss > 0
+    q = Cloze().query(model, torch.tensor([[1, 2, 3]]))
+    torch.testing.assert_close(q, model(torch.tensor([[2, 3, model.mask_token]]))[:, -1])
+
+
+def test_objective_rejects_the_wrong_attention_kind() -> None:
+    with pytest.raises(ValueError, match="bidirectional"):
+        Cloze().check_backbone(backbone(causal=True))
+    with pytest.raises(ValueError, match="causal"):
+        NextItemCE().check_backbone(backbone(causal=False))
