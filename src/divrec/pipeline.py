@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from divrec import names
@@ -56,6 +56,8 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
 def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if not loggers:  # a learning-rate curve needs somewhere to go
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
 
 
@@ -129,7 +131,8 @@ def load_checkpoint(path: str) -> dict[str, Any]:
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Evaluate a checkpoint on val and test without training; data/model/task come from the checkpoint's own
-    config unless ``overrides`` (the command line's) name that group or one of its keys."""
+    config. ``overrides`` (the command line's) that select a group (``data=beauty``) replace it; those that set
+    one of its keys (``data.eval_batch_size=64``) change that key of the checkpoint's group."""
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     cfg = _with_checkpoint_config(cfg, checkpoint.get(names.CONFIG_KEY), overrides)
@@ -145,12 +148,25 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
 def _with_checkpoint_config(cfg: DictConfig, stored: dict[str, Any] | None, overrides: Sequence[str]) -> DictConfig:
     if stored is None:
         return cfg
-    overridden = {o.lstrip("+~").split("=")[0].split(".")[0] for o in overrides}
+    keys = [(o.startswith("~"), o.lstrip("+~").split("=")[0]) for o in overrides]
+    replaced = {key for _, key in keys if "." not in key}  # `data=beauty`: the whole group
     cfg = cfg.copy()
     with open_dict(cfg):
         for group in ("data", "model", "task"):
-            if group not in overridden and group in stored:
-                cfg[group] = OmegaConf.merge(stored[group], _paths_only(cfg[group]))
+            if group in replaced or group not in stored:
+                continue
+            node = OmegaConf.merge(stored[group], _paths_only(cfg[group]))
+            for deleted, key in keys:  # `data.eval_batch_size=64`: that key, on top of the checkpoint's group
+                if key.startswith(f"{group}."):
+                    sub = key[len(group) + 1 :]
+                    if deleted:
+                        parent, _, leaf = sub.rpartition(".")
+                        container = OmegaConf.select(node, parent) if parent else node
+                        if isinstance(container, DictConfig) and leaf in container:
+                            del container[leaf]
+                    else:
+                        OmegaConf.update(node, sub, OmegaConf.select(cfg, key), force_add=True)
+            cfg[group] = node
     return cfg
 
 

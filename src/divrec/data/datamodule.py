@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from divrec import names
 from divrec.data.prepare import prepare_dataset
+from divrec.data.sampling import LengthGroupedBatchSampler
 from divrec.data.types import EvalSplit, ProcessedData
 from divrec.data.windows import last_items, right_padded, training_windows
 
@@ -62,14 +63,20 @@ def passthrough(batch: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def eval_tensors(split: EvalSplit, max_len: int) -> dict[str, Tensor]:
-    """History (last max_len items), every seen item, the target and the user index of each evaluated user."""
+    """History (last max_len items), every seen item, the target and the user index of each evaluated user.
+
+    Rows are ordered by history length (stable), so that consecutive users pad to similar lengths; metrics do not
+    depend on the order and per-user values carry ``names.USER_INDEX``.
+    """
     offsets, items = split.history_offsets, split.history_items
-    return {
-        names.HISTORY: torch.from_numpy(last_items(offsets, items, max_len)),
-        names.SEEN: torch.from_numpy(right_padded(offsets, items)),
-        names.TARGET: torch.from_numpy(split.targets.astype(np.int64)),
-        names.USER_INDEX: torch.from_numpy(split.users.astype(np.int64)),
+    order = np.argsort(np.diff(offsets), kind="stable")
+    tensors = {
+        names.HISTORY: last_items(offsets, items, max_len),
+        names.SEEN: right_padded(offsets, items),
+        names.TARGET: split.targets.astype(np.int64),
+        names.USER_INDEX: split.users.astype(np.int64),
     }
+    return {key: torch.from_numpy(np.ascontiguousarray(value[order])) for key, value in tensors.items()}
 
 
 class SeqDataModule(pl.LightningDataModule):
@@ -89,6 +96,7 @@ class SeqDataModule(pl.LightningDataModule):
         batch_size: int = 256,
         eval_batch_size: int = 1024,
         num_workers: int = 0,
+        group_batches: int = 32,  # batches of similar length are drawn from chunks of this many (1 = plain shuffle)
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -99,7 +107,7 @@ class SeqDataModule(pl.LightningDataModule):
         self.download = download
         self.max_len, self.stride = max_len, stride or max_len
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_workers, self.seed = num_workers, seed
+        self.num_workers, self.group_batches, self.seed = num_workers, group_batches, seed
         self.data: ProcessedData | None = None
         self.tensors: dict[str, dict[str, Tensor]] = {}
 
@@ -131,24 +139,26 @@ class SeqDataModule(pl.LightningDataModule):
     def n_items(self) -> int:
         return self.load().n_items
 
-    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+    def _loader(self, stage: str, **batching: Any) -> DataLoader:
         return DataLoader(
             TensorBatches(self.tensors[stage]),
-            batch_size=self.batch_size if stage == names.TRAIN else self.eval_batch_size,
-            shuffle=shuffle,
-            generator=generator,
             collate_fn=passthrough,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            **batching,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(names.TRAIN, shuffle=True)
+        self.setup()
+        windows = self.tensors[names.TRAIN][names.ITEMS]
+        generator = torch.Generator().manual_seed(self.seed)
+        sampler = LengthGroupedBatchSampler((windows != 0).sum(1), self.batch_size, generator, self.group_batches)
+        return self._loader(names.TRAIN, batch_sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(names.VAL, shuffle=False)
+        self.setup()
+        return self._loader(names.VAL, batch_size=self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(names.TEST, shuffle=False)
+        self.setup()
+        return self._loader(names.TEST, batch_size=self.eval_batch_size)

@@ -1,0 +1,186 @@
+"""Every shipped config composes, and every ``_target_`` in it instantiates (without loading any data)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+from runhelpers import compose_config, leftovers, run_paths, without_hydra_node
+
+from divrec import names
+from divrec.cli import config_dir
+from divrec.data.base import Source
+from divrec.data.datamodule import SeqDataModule
+from divrec.models import TransformerBackbone
+from divrec.tasks import Objective
+
+CONF = config_dir()
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+OPTIONS = [
+    (group, f.stem) for group in GROUPS for f in sorted((CONF / group).glob("*.yaml")) if not f.name.startswith("_")
+]
+
+
+def write_tiny_csv(path: Path) -> Path:
+    """4 users x 4 chronological interactions over 5 items (header: the csv config's default column names)."""
+    rows = [f"{u},{(u + t) % 5},{100 * u + t}" for u in range(4) for t in range(4)]
+    path.write_text("\n".join([f"{names.USER},{names.ITEM},{names.TIME}", *rows]) + "\n")
+    return path
+
+
+def compose_option(group: str, option: str, tmp_path: Path, hydra_node: bool = False) -> DictConfig:
+    overrides = [f"{group}={option}", *run_paths(tmp_path / "out", tmp_path / "data")]
+    if (group, option) == ("data", "csv"):
+        overrides.append(f"data.source.path={write_tiny_csv(tmp_path / 'tiny.csv')}")
+    return compose_config("train", overrides, hydra_node=hydra_node)
+
+
+# --- one check per config group: instantiate what the pipeline would instantiate from it --------------------------
+
+
+def check_data(cfg: DictConfig, tmp_path: Path) -> None:
+    datamodule = instantiate(cfg.data)
+    assert isinstance(datamodule, SeqDataModule)
+    assert isinstance(datamodule.source, Source)
+    assert datamodule.data is None  # building the object loads nothing...
+    assert leftovers(tmp_path / "data") == []  # ...and writes nothing
+    assert datamodule.max_len == cfg.model.max_len  # the positional table follows the data's max_len
+
+
+def check_model(cfg: DictConfig, tmp_path: Path) -> None:
+    backbone = instantiate(cfg.model, n_items=10)
+    assert isinstance(backbone, TransformerBackbone)
+    hidden = backbone(torch.tensor([[0, 3, 7, 10]]))
+    assert hidden.shape == (1, 4, cfg.model.hidden_size)
+
+
+def check_task(cfg: DictConfig, tmp_path: Path) -> None:
+    assert isinstance(instantiate(cfg.task), Objective)
+
+
+def dummy_optimizer(cfg: DictConfig) -> torch.optim.Optimizer:
+    return instantiate(cfg.optim)(params=[torch.nn.Parameter(torch.zeros(3))])
+
+
+def check_optim(cfg: DictConfig, tmp_path: Path) -> None:
+    optimizer = dummy_optimizer(cfg)
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    assert optimizer.param_groups[0]["lr"] == cfg.optim.lr
+
+
+def check_scheduler(cfg: DictConfig, tmp_path: Path) -> None:
+    if not cfg.get("scheduler"):  # scheduler=none: the pipeline passes no scheduler
+        return
+    optimizer = dummy_optimizer(cfg)
+    scheduler = instantiate(cfg.scheduler)(optimizer=optimizer, total_steps=20)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+    for _ in range(20):
+        optimizer.step()
+        scheduler.step()
+    assert 0.0 <= optimizer.param_groups[0]["lr"] <= cfg.optim.lr
+
+
+def check_trainer(cfg: DictConfig, tmp_path: Path) -> None:
+    trainer = instantiate(cfg.trainer, logger=False, default_root_dir=str(tmp_path / "out"))
+    assert isinstance(trainer, pl.Trainer)
+
+
+def check_callbacks(cfg: DictConfig, tmp_path: Path) -> None:
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+    assert callbacks
+    assert all(isinstance(c, pl.Callback) for c in callbacks)
+
+
+def check_logger(cfg: DictConfig, tmp_path: Path) -> None:
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    assert all(isinstance(lg, Logger) for lg in loggers)
+
+
+def check_paths(cfg: DictConfig, tmp_path: Path) -> None:
+    paths = OmegaConf.to_container(cfg.paths, resolve=True)
+    assert paths["data_dir"] == str(tmp_path / "data")
+    assert paths["cache_dir"] == str(tmp_path / "data" / "cache")
+
+
+def check_experiment(cfg: DictConfig, tmp_path: Path) -> None:
+    choices = cfg.hydra.runtime.choices
+    recipe = OmegaConf.load(CONF / "experiment" / f"{choices.experiment}.yaml")
+    for entry in recipe.get("defaults", []):  # "override /data: ml-100k" → the composed config uses ml-100k
+        for key, option in entry.items():
+            assert choices[key.removeprefix("override ").lstrip("/")] == option
+    assert list(cfg.tags) == list(recipe.tags)
+
+
+def check_hydra(cfg: DictConfig, tmp_path: Path) -> None:
+    assert cfg.hydra.job.chdir is False  # relative data paths keep working
+    run_dir = cfg.hydra.run.dir
+    assert run_dir.startswith(f"{cfg.paths.log_dir}/{cfg.task_name}/runs/")
+
+
+CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
+    "data": check_data,
+    "model": check_model,
+    "task": check_task,
+    "optim": check_optim,
+    "scheduler": check_scheduler,
+    "trainer": check_trainer,
+    "callbacks": check_callbacks,
+    "logger": check_logger,
+    "paths": check_paths,
+    "experiment": check_experiment,
+    "hydra": check_hydra,
+}
+NEEDS_HYDRA_NODE = {"experiment", "hydra"}
+
+
+def test_every_config_group_has_a_check() -> None:
+    assert set(GROUPS) == set(CHECKS), "a new config group needs a check in tests/test_configs.py"
+    assert {g for g, _ in OPTIONS} == set(GROUPS)  # every group has at least one selectable option
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_instantiates(group: str, option: str, tmp_path: Path) -> None:
+    cfg = compose_option(group, option, tmp_path, hydra_node=group in NEEDS_HYDRA_NODE)
+    if group in NEEDS_HYDRA_NODE:
+        assert cfg.hydra.runtime.choices[group] == option
+    plain = without_hydra_node(cfg)
+    resolved = OmegaConf.to_container(plain, resolve=True, throw_on_missing=True)  # no dangling interpolation
+    assert "${" not in str(resolved)
+    CHECKS[group](cfg, tmp_path)
+
+
+def test_csv_data_loads_a_tiny_file(tmp_path: Path) -> None:
+    cfg = compose_option("data", "csv", tmp_path)
+    datamodule = instantiate(cfg.data)
+    data = datamodule.load()
+    assert (data.n_users, data.n_items) == (4, 5)
+    assert len(data.test) == 4
+
+
+def test_default_train_config_selects_the_documented_defaults(tmp_path: Path) -> None:
+    cfg = compose_config("train", run_paths(tmp_path / "out", tmp_path / "data"), hydra_node=True)
+    choices = cfg.hydra.runtime.choices
+    assert (choices.data, choices.model, choices.task) == ("ml-100k", "sasrec", "next_item_ce")
+    assert cfg.monitor == names.MONITOR == names.metric_key(names.VAL, names.NDCG, 10)
+    assert cfg.callbacks.model_checkpoint.monitor == cfg.monitor
+    assert cfg.optimized_metric == cfg.monitor
+
+
+def test_eval_config_composes_and_requires_a_checkpoint(tmp_path: Path) -> None:
+    cfg = compose_config("eval", ["ckpt_path=x", *run_paths(tmp_path / "out", tmp_path / "data")])
+    assert cfg.ckpt_path == "x"
+    assert cfg.task_name == "eval"
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert OmegaConf.is_missing(compose_config("eval"), "ckpt_path")
+
+
+def test_unknown_key_is_rejected_at_composition() -> None:
+    with pytest.raises(ConfigCompositionException, match="foo"):
+        compose_config("train", ["foo=1"])
