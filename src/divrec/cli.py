@@ -13,7 +13,10 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from divrec.errors import UserError
 
 
 def config_dir() -> Path:
@@ -23,6 +26,22 @@ def config_dir() -> Path:
         if (candidate / "train.yaml").is_file():
             return candidate
     raise FileNotFoundError(f"divrec's conf/ folder not found next to {here}; reinstall divrec")
+
+
+def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
+    """A bad input ends a single run with ``error: <one line>`` on stderr and exit status 2, not a traceback.
+    In a multirun the error propagates to the launcher, which records the failed job."""
+
+    def wrapped(cfg: DictConfig) -> object:
+        try:
+            return run(cfg)
+        except UserError as err:
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    return wrapped
 
 
 def _train(cfg: DictConfig) -> float | None:
@@ -46,7 +65,8 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == command:
         sys.argv.pop(1)
     sys.argv[0] = f"divrec {command}"
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(RUNNERS[command])()
+    runner = _reporting_user_errors(RUNNERS[command])
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(runner)()
 
 
 if __name__ == "__main__":

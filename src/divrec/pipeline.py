@@ -27,7 +27,7 @@ from divrec.report import metrics_table, write_config, write_metrics
 log = logging.getLogger(__name__)
 
 
-def check_model_config(model_cfg: DictConfig) -> None:
+def check_model_config(model_cfg: DictConfig) -> BackboneConfig:
     """Reject an impossible model (unknown key, bad shape) before any data is loaded."""
     fields = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items() if not k.startswith("_")}
     unknown = set(fields) - set(BackboneConfig.__dataclass_fields__)
@@ -36,17 +36,18 @@ def check_model_config(model_cfg: DictConfig) -> None:
             f"invalid model config: unknown key(s) {sorted(unknown)}; valid keys are "
             f"{sorted(BackboneConfig.__dataclass_fields__)} (see conf/model/)"
         )
-    BackboneConfig(**fields)
+    return BackboneConfig(**fields)
 
 
 def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
     """Instantiate the datamodule (loading the data) and the LightningModule from the config."""
-    check_model_config(cfg.model)
+    task = instantiate(cfg.task)
+    task.check_backbone(check_model_config(cfg.model).causal)  # before any data is loaded
     datamodule: SeqDataModule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, n_items=datamodule.n_items)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = SeqRecModule(
-        backbone=backbone, task=instantiate(cfg.task), optimizer=instantiate(cfg.optim), scheduler=scheduler,
+        backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler,
         ks=list(cfg.metrics.ks),
     )
     module.run_config = OmegaConf.to_container(cfg, resolve=True)

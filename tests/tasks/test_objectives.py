@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from divrec import names
-from divrec.models import TransformerBackbone
+from divrec.models import ModelConfigError, TransformerBackbone
 from divrec.tasks import Cloze, NextItemBCE, NextItemCE, NextItemSampledSoftmax
 
 
@@ -48,7 +48,8 @@ def test_cloze_masks_at_least_one_item_and_queries_with_a_mask_token() -> None:
 
 
 def test_objective_rejects_the_wrong_attention_kind() -> None:
-    with pytest.raises(ValueError, match="bidirectional"):
-        Cloze().check_backbone(backbone(causal=True))
-    with pytest.raises(ValueError, match="causal"):
-        NextItemCE().check_backbone(backbone(causal=False))
+    with pytest.raises(ModelConfigError, match="bidirectional"):
+        Cloze().check_backbone(causal=True)
+    with pytest.raises(ModelConfigError, match="causal"):
+        NextItemCE().check_backbone(causal=False)
+    Cloze().check_backbone(causal=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from divrec.errors import UserError
+
 # Where the data classes sit in the Hydra config tree; messages name the key a user should set.
 SOURCE_KEY = "data.source"
 PREPROCESSING_KEY = "data.preprocessing"
@@ -12,11 +14,8 @@ MIRROR_KEY = "paths.data_mirror / DIVREC_DATA_MIRROR"
 _MAX_SHOWN = 80
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad input data or data config. The message is always a single line (newlines are collapsed)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
 
 
 def shorten(text: str, limit: int = _MAX_SHOWN) -> str:

@@ -32,7 +32,7 @@ class SeqRecModule(pl.LightningModule):
         ks: Sequence[int] = (5, 10, 20),
     ) -> None:
         super().__init__()
-        task.check_backbone(backbone)
+        task.check_backbone(backbone.cfg.causal)
         self.backbone, self.task = backbone, task
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.run_config: dict[str, Any] | None = None  # the resolved run config, stored in every checkpoint

@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from divrec.errors import UserError
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(UserError):
     """An impossible model shape, raised before any data is loaded or any step is trained."""
 
 

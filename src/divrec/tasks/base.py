@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from torch import Tensor, nn
 
 from divrec import names
-from divrec.models import TransformerBackbone
+from divrec.models import ModelConfigError, TransformerBackbone
 
 
 class Objective(nn.Module, ABC):
@@ -28,12 +28,13 @@ class Objective(nn.Module, ABC):
         """(B, L) left-padded histories → (B, D): the representation that predicts each user's next item."""
         return backbone(history)[:, -1]  # (B, D) state at the newest position
 
-    def check_backbone(self, backbone: TransformerBackbone) -> None:
-        if self.requires_causal is not None and backbone.cfg.causal != self.requires_causal:
+    def check_backbone(self, causal: bool) -> None:
+        """Raise ``ModelConfigError`` if the backbone's attention (``model.causal``) cannot serve this objective."""
+        if self.requires_causal is not None and causal != self.requires_causal:
             kind = "causal (model.causal=true, e.g. model=sasrec)" if self.requires_causal else (
                 "bidirectional (model.causal=false, e.g. model=bert4rec)"
             )
-            raise ValueError(f"task {type(self).__name__} needs a {kind} model; change model= or task=")
+            raise ModelConfigError(f"task {type(self).__name__} needs a {kind} model; change model= or task=")
 
 
 def next_item_pairs(backbone: TransformerBackbone, items: Tensor) -> tuple[Tensor, Tensor]:
