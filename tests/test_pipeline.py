@@ -29,6 +29,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from divrec import names
 from divrec.cli import config_dir
 from divrec.data.errors import DATA_DIR_KEY, MIRROR_KEY, DataError
+from divrec.errors import UserError
 from divrec.models import BackboneConfig, ModelConfigError
 from divrec.pipeline import evaluate, train
 
@@ -252,9 +253,20 @@ def test_evaluate_group_override_replaces_the_checkpoints_group(tiny_run: Run, t
 def test_evaluate_missing_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.ckpt"
     cfg = compose_config("eval", [f"ckpt_path={missing}", *run_paths(tmp_path / "eval", tmp_path / "data")])
-    with pytest.raises(FileNotFoundError, match="checkpoint not found") as err:
+    with pytest.raises(UserError, match="checkpoint not found") as err:
         evaluate(cfg)
     assert str(missing) in str(err.value)
+    assert not (tmp_path / "data").exists()
+
+
+def test_evaluate_truncated_checkpoint_is_one_clear_error(tmp_path: Path, tiny_run: Run) -> None:
+    whole = (tiny_run.run_dir / "checkpoints" / "best.ckpt").read_bytes()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    cfg = compose_config("eval", [f"ckpt_path={truncated}", *run_paths(tmp_path / "eval", tmp_path / "data")])
+    with pytest.raises(UserError, match="cannot read checkpoint") as err:
+        evaluate(cfg)
+    assert str(truncated) in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "data").exists()
 
 

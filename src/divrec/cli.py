@@ -8,6 +8,7 @@ or Hydra's ``--config-dir``.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,6 +62,7 @@ RUNNERS: dict[str, Callable[[DictConfig], object]] = {"train": _train, "eval": _
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # pytorch-lightning 2.6 vs torch 2.13 noise
     command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in RUNNERS else "train"
     if len(sys.argv) > 1 and sys.argv[1] == command:
         sys.argv.pop(1)

@@ -20,6 +20,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from divrec import names
 from divrec.data.datamodule import SeqDataModule
+from divrec.errors import UserError
 from divrec.lit.module import SeqRecModule
 from divrec.models.backbone import BackboneConfig, ModelConfigError
 from divrec.report import metrics_table, write_config, write_metrics
@@ -123,11 +124,12 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 def load_checkpoint(path: str) -> dict[str, Any]:
     """Read a checkpoint with safe deserialisation (tensors and plain containers only, no pickled code)."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}; pass ckpt_path=<run folder>/checkpoints/<file>.ckpt")
+        raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<run folder>/checkpoints/<file>.ckpt")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated file, not a checkpoint, unsafe content
-        raise ValueError(f"cannot read checkpoint {path}: {err.__class__.__name__}: {err}".splitlines()[0]) from err
+        reason = f"{err.__class__.__name__}: {err}".splitlines()[0]
+        raise UserError(f"cannot read checkpoint {path} ({reason}); is it complete and written by divrec?") from err
 
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
@@ -149,24 +151,17 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
 def _with_checkpoint_config(cfg: DictConfig, stored: dict[str, Any] | None, overrides: Sequence[str]) -> DictConfig:
     if stored is None:
         return cfg
-    keys = [(o.startswith("~"), o.lstrip("+~").split("=")[0]) for o in overrides]
-    replaced = {key for _, key in keys if "." not in key}  # `data=beauty`: the whole group
+    keys = [o.lstrip("+").split("=")[0] for o in overrides if not o.startswith("~")]
+    replaced = {key for key in keys if "." not in key}  # `data=beauty`: the whole group
     cfg = cfg.copy()
     with open_dict(cfg):
         for group in ("data", "model", "task"):
             if group in replaced or group not in stored:
                 continue
             node = OmegaConf.merge(stored[group], _paths_only(cfg[group]))
-            for deleted, key in keys:  # `data.eval_batch_size=64`: that key, on top of the checkpoint's group
+            for key in keys:  # `data.eval_batch_size=64`: that key, on top of the checkpoint's group
                 if key.startswith(f"{group}."):
-                    sub = key[len(group) + 1 :]
-                    if deleted:
-                        parent, _, leaf = sub.rpartition(".")
-                        container = OmegaConf.select(node, parent) if parent else node
-                        if isinstance(container, DictConfig) and leaf in container:
-                            del container[leaf]
-                    else:
-                        OmegaConf.update(node, sub, OmegaConf.select(cfg, key), force_add=True)
+                    OmegaConf.update(node, key[len(group) + 1 :], OmegaConf.select(cfg, key), force_add=True)
             cfg[group] = node
     return cfg
 
