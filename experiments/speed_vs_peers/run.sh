@@ -42,7 +42,7 @@ peer() {  # peer, dataset, args...
 
 # ml-100k: time to val NDCG@10 >= 0.06 from process start, seconds per epoch, evaluation time
 divrec ml-100k trainer.max_epochs=20 data=ml-100k
-peer rectools ml-100k --epochs 30 --patience 30 --target-ndcg 0.06
+peer rectools ml-100k --epochs 20 --patience 20 --target-ndcg 0.06
 peer recbole ml-100k --epochs 3 --target-ndcg 0.06 --out "$logs/recbole-out"
 # Beauty: seconds per training epoch and full evaluation of all 22,363 users
 divrec beauty trainer.max_epochs=3 data=beauty

@@ -23,7 +23,7 @@ def json_lines(path: Path) -> list[dict]:
 
 def divrec_row(run: Path) -> dict:
     rows = json_lines(run / "timeline.jsonl")
-    reached = next((r["elapsed_s"] for r in rows if r[VAL_NDCG] >= TARGET), None)
+    reached = next((r["process_elapsed_s"] for r in rows if r[VAL_NDCG] >= TARGET), None)
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     return {
         "seconds_to_target": reached,

@@ -27,15 +27,20 @@ _IMPORTED = time.monotonic()
 
 
 class ValidationTimeline(pl.Callback):
-    """After every validation, append one JSON line: epoch, process wall seconds, train/val seconds, metrics.
+    """After every validation during fit, append one JSON line: epoch, wall seconds since the process started
+    (``process_elapsed_s``: imports and data loading included) and since fit started (``fit_elapsed_s``; the one to
+    read in a multirun, whose jobs share a process), this epoch's train/val seconds, and the val metrics.
 
     The file (``timeline.jsonl`` in the run folder) answers "how long until val NDCG@10 first reached x".
     """
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
-        self._epoch_start = self._val_start = time.perf_counter()
+        self._fit_start = self._epoch_start = self._val_start = time.perf_counter()
         self.train_seconds = 0.0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
@@ -49,7 +54,8 @@ class ValidationTimeline(pl.Callback):
             return
         row = {
             "epoch": trainer.current_epoch,
-            "elapsed_s": round(process_elapsed(), 3),
+            "process_elapsed_s": round(process_elapsed(), 3),
+            "fit_elapsed_s": round(time.perf_counter() - self._fit_start, 3),
             "epoch_train_s": round(self.train_seconds, 3),
             "val_s": round(time.perf_counter() - self._val_start, 3),
         }
