@@ -30,7 +30,7 @@ def test_config_dir_is_the_shipped_conf() -> None:
     package = Path(cli.__file__).resolve().parent
     editable = package.is_relative_to(ROOT)
     assert cli.config_dir() == (ROOT / "conf" if editable else package / "conf")
-    assert set(cli.RUNNERS) == {"train", "eval"}
+    assert set(cli.RUNNERS) == {"train", "eval", "recommend"}
     for command in cli.RUNNERS:  # each command is a config of the same name
         assert (cli.config_dir() / f"{command}.yaml").is_file()
 
@@ -91,7 +91,10 @@ def test_console_script_unknown_model_key_is_one_line_error(tmp_path: Path) -> N
 
 
 @needs_console_script
-@pytest.mark.parametrize(("command", "task_name"), [([], "train"), (["train"], "train"), (["eval"], "eval")])
+COMMANDS = [([], "train"), (["train"], "train"), (["eval"], "eval"), (["recommend"], "recommend")]
+
+
+@pytest.mark.parametrize(("command", "task_name"), COMMANDS)
 def test_command_selects_the_config(command: list[str], task_name: str, tmp_path: Path) -> None:
     result = run_divrec([*command, "ckpt_path=x.ckpt", "--cfg", "job"], cwd=tmp_path)  # prints, runs nothing
     assert result.returncode == 0, result.stderr

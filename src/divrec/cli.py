@@ -1,8 +1,8 @@
 """``divrec <command> [hydra overrides]``: thin Hydra entry points over ``divrec.pipeline``.
 
-Commands: ``train`` (default) and ``eval``. Config folder: the installed package's ``conf/`` (a wheel carries it)
-or the repository's ``conf/`` (editable install); add your own folders with ``hydra.searchpath=[file:///abs/dir]``
-or Hydra's ``--config-dir``.
+Commands: ``train`` (default), ``eval`` and ``recommend``. Config folder: the installed package's ``conf/`` (a
+wheel carries it) or the repository's ``conf/`` (editable install); add your own folders with
+``hydra.searchpath=[file:///abs/dir]`` or Hydra's ``--config-dir``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,14 @@ def _eval(cfg: DictConfig) -> None:
     evaluate(cfg, overrides=HydraConfig.get().overrides.task)
 
 
-RUNNERS: dict[str, Callable[[DictConfig], object]] = {"train": _train, "eval": _eval}  # command = config name
+def _recommend(cfg: DictConfig) -> None:
+    from divrec.recommend import recommend
+
+    recommend(cfg, overrides=HydraConfig.get().overrides.task)
+
+
+# command name = config name
+RUNNERS: dict[str, Callable[[DictConfig], object]] = {"train": _train, "eval": _eval, "recommend": _recommend}
 
 
 def main() -> None:

@@ -35,6 +35,17 @@ RECALL = "recall"
 ITEM_COVERAGE = "item_coverage"
 LOSS = "loss"
 
+# beyond-accuracy (diversity / novelty / calibration) metrics, see divrec.metrics.diversity
+GINI = "gini"  # Gini index of item exposure in the top-K lists
+ENTROPY = "entropy"  # Shannon entropy (bits) of item exposure
+NOVELTY = "novelty"  # mean self-information -log2 p(i) of recommended items
+AVG_POPULARITY = "avg_popularity"  # mean training count of recommended items
+TAIL_SHARE = "tail_share"  # share of recommended items in the long tail
+ILD = "ild"  # intra-list diversity, Jaccard distance of category sets
+ILD_EMBEDDING = "ild_emb"  # intra-list diversity, cosine distance of item embeddings
+CATEGORY_COVERAGE = "category_coverage"  # per-user share of the categories covered by the list
+MISCALIBRATION = "miscalibration"  # Steck 2018 KL(p || q~) of history vs. list category distributions
+
 TRAIN_TIME = "train_time_s"
 EPOCHS = "epochs"
 MONITOR = "val/ndcg@10"  # default model-selection metric; equals metric_key(VAL, NDCG, 10)

@@ -138,7 +138,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     one of its keys (``data.eval_batch_size=64``) change that key of the checkpoint's group."""
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt_path)
-    cfg = _with_checkpoint_config(cfg, checkpoint.get(names.CONFIG_KEY), overrides)
+    cfg = checkpoint_config(cfg, checkpoint, overrides)
     write_config(output_dir, cfg)
     datamodule, module = build(cfg)
     module.load_state_dict(checkpoint["state_dict"])
@@ -148,7 +148,10 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     return finish(cfg, trainer, metrics, output_dir)
 
 
-def _with_checkpoint_config(cfg: DictConfig, stored: dict[str, Any] | None, overrides: Sequence[str]) -> DictConfig:
+def checkpoint_config(cfg: DictConfig, checkpoint: dict[str, Any], overrides: Sequence[str]) -> DictConfig:
+    """``cfg`` with data/model/task taken from the config stored in ``checkpoint``, except what ``overrides`` set:
+    a group override (``data=beauty``) replaces the group, a key override (``data.x=1``) changes that key."""
+    stored = checkpoint.get(names.CONFIG_KEY)
     if stored is None:
         return cfg
     keys = [o.lstrip("+").split("=")[0] for o in overrides if not o.startswith("~")]

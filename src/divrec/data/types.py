@@ -86,3 +86,17 @@ class ProcessedData:
     def n_interactions(self) -> int:
         """Interactions after preprocessing: training events plus the held-out targets."""
         return int(self.train_items.shape[0] + len(self.val) + len(self.test))
+
+    def known_sequences(self) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (offsets, items) of everything known about each user, oldest first: the longest of the training
+        sequence, validation history + target and test history + target (each is a prefix of the next)."""
+        sequences = [self.train_sequence(u) for u in range(self.n_users)]
+        for split in (self.val, self.test):
+            for row, user in enumerate(split.users.tolist()):
+                seq = np.append(split.history(row), split.targets[row])
+                if len(seq) > len(sequences[user]):
+                    sequences[user] = seq
+        lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        items = np.concatenate(sequences).astype(np.int64) if sequences else np.zeros(0, dtype=np.int64)
+        return offsets, items

@@ -1,5 +1,24 @@
-"""Exact full-ranking evaluation metrics (leave-one-out, seen items excluded, pessimistic ties)."""
+"""Exact full-ranking evaluation metrics (leave-one-out, seen items excluded, pessimistic ties) and beyond-accuracy
+(diversity, novelty, calibration) metrics over top-K lists."""
 
+from divrec.metrics.diversity import (
+    DIVERSITY_METRICS,
+    AveragePopularity,
+    CategoryCoverage,
+    DiversityEvaluator,
+    EmbeddingIntraListDiversity,
+    Gini,
+    IntraListDiversity,
+    Miscalibration,
+    Novelty,
+    PerUserListMetric,
+    ShannonEntropy,
+    TailShare,
+    calibration_kl,
+    categories_multi_hot,
+    category_distribution,
+    item_popularity,
+)
 from divrec.metrics.ranking import (
     MAP,
     MRR,
@@ -17,16 +36,32 @@ from divrec.metrics.ranking import (
 )
 
 __all__ = [
+    "DIVERSITY_METRICS",
     "MAP",
     "MRR",
     "NDCG",
     "RANK_METRICS",
+    "AveragePopularity",
+    "CategoryCoverage",
+    "DiversityEvaluator",
+    "EmbeddingIntraListDiversity",
+    "Gini",
     "HitRate",
+    "IntraListDiversity",
     "ItemCoverage",
+    "Miscalibration",
+    "Novelty",
+    "PerUserListMetric",
     "Precision",
     "RankMetric",
     "RankingEvaluator",
     "Recall",
+    "ShannonEntropy",
+    "TailShare",
+    "calibration_kl",
+    "categories_multi_hot",
+    "category_distribution",
+    "item_popularity",
     "mask_scores",
     "target_ranks",
     "top_k",

@@ -60,11 +60,18 @@ def mask_scores(scores: Tensor, seen: Tensor, target: Tensor, *, inplace: bool =
         raise ValueError(f"seen must be (B, S) with B={scores.shape[0]}, got shape {tuple(seen.shape)}")
     tgt = target.long().unsqueeze(1)
     kept = scores.gather(1, tgt)  # a new tensor: survives the in-place masking below
+    out = mask_seen(scores, seen, inplace=inplace)
+    out.scatter_(1, tgt, kept)
+    return out
+
+
+def mask_seen(scores: Tensor, seen: Tensor, *, inplace: bool = False) -> Tensor:
+    """Set the padding column and every item of ``seen`` ((B, S), 0-padded) to ``-inf``, with no target to keep
+    (recommendation rather than evaluation)."""
     out = scores if inplace else scores.clone()
     out[:, 0] = _NEG_INF
     if seen.numel():
         out.scatter_(1, seen.long(), _NEG_INF)
-    out.scatter_(1, tgt, kept)
     return out
 
 

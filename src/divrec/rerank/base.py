@@ -1,0 +1,118 @@
+"""The re-ranker interface and the batched greedy-selection helpers shared by every re-ranker.
+
+Contract of ``Reranker.forward(scores, candidates, k, context)``:
+
+* ``scores``: ``(B, N)`` floating relevance scores of the candidates (any order, sorted or not; higher = better).
+  A candidate is *invalid* when its score is ``-inf`` or NaN (seen items, padding) or its id is ``<= 0``.
+  Valid scores must be finite.
+* ``candidates``: ``(B, N)`` int item ids (``1..n_items``; 0 = padding).
+* ``k``: list length, ``>= 1`` (may exceed ``N``).
+* ``context``: optional ``RerankContext`` (user histories for calibration, a live embedding table).
+* returns ``(B, k)`` int64 item ids, best first. Invalid candidates are never selected; when a user has fewer than
+  ``k`` valid candidates the remaining slots are 0 (as ``divrec.metrics.top_k`` pads), which every metric ignores.
+
+All selection is batched over users: each of the ``k`` greedy steps is a handful of ``(B, N)`` tensor ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+_NEG_INF = float("-inf")
+
+
+@dataclass
+class RerankContext:
+    """Per-batch side information. histories: ``(B, L)`` item ids of each user's history, 0 = padding (needed by
+    ``Calibrated``). item_embeddings: ``(n_items+1, D)`` table overriding a re-ranker's own (e.g. the model's)."""
+
+    histories: Tensor | None = None
+    item_embeddings: Tensor | None = None
+
+
+def valid_mask(scores: Tensor, candidates: Tensor) -> Tensor:
+    """``(B, N)`` bool: score neither ``-inf`` nor NaN, and item id ``> 0``."""
+    return (scores > _NEG_INF) & (candidates > 0)
+
+
+def normalize_relevance(scores: Tensor, valid: Tensor) -> Tensor:
+    """``(B, N)`` per-user min–max normalised relevance in ``[0, 1]`` over the valid candidates.
+
+    ``rel = (s - min_valid) / (max_valid - min_valid)``; a user whose valid scores are all equal gets ``rel = 1``;
+    invalid entries get 0. Monotone per user, so it never changes the plain ranking.
+    """
+    big = torch.finfo(scores.dtype).max
+    safe = torch.where(valid, scores, torch.zeros_like(scores))
+    lo = torch.where(valid, scores, torch.full_like(scores, big)).amin(1, keepdim=True)  # (B, 1)
+    hi = torch.where(valid, scores, torch.full_like(scores, -big)).amax(1, keepdim=True)  # (B, 1)
+    span = hi - lo
+    rel = torch.where(span > 0, (safe - lo) / span.clamp_min(torch.finfo(scores.dtype).tiny), torch.ones_like(safe))
+    return torch.where(valid, rel, torch.zeros_like(rel))
+
+
+def pick(gain: Tensor, available: Tensor, fallback: Tensor) -> Tensor:
+    """``(B,)`` argmax of ``gain`` over the ``available`` candidates, -1 where none is available.
+
+    Where every available candidate has gain ``-inf``/NaN (e.g. a DPP kernel of exhausted rank), the argmax of
+    ``fallback`` (the scores) over the available candidates is taken instead. Ties: the lowest position wins.
+    """
+    masked = torch.where(available & ~gain.isnan(), gain, torch.full_like(gain, _NEG_INF))
+    best, pos = masked.max(1)
+    fb = torch.where(available, fallback, torch.full_like(fallback, _NEG_INF)).argmax(1)
+    pos = torch.where(best > _NEG_INF, pos, fb)
+    return torch.where(available.any(1), pos, torch.full_like(pos, -1))
+
+
+def take(available: Tensor, pos: Tensor) -> None:
+    """Mark the ``(B,)`` positions (``-1`` = none) as taken, in place."""
+    ok = pos >= 0
+    available.scatter_(
+        1, pos.clamp_min(0).unsqueeze(1), available.gather(1, pos.clamp_min(0).unsqueeze(1)) & ~ok.unsqueeze(1)
+    )
+
+
+def positions_to_items(candidates: Tensor, pos: Tensor) -> Tensor:
+    """``(B, k)`` item ids from ``(B, k)`` positions into the candidates, 0 where the position is -1."""
+    items = candidates.long().gather(1, pos.clamp_min(0))
+    return torch.where(pos >= 0, items, torch.zeros_like(items))
+
+
+class Reranker(nn.Module):
+    """Base class; subclasses implement ``select`` (positions), ``forward`` validates and maps them to item ids."""
+
+    def forward(self, scores: Tensor, candidates: Tensor, k: int, context: RerankContext | None = None) -> Tensor:
+        if scores.dim() != 2 or candidates.shape != scores.shape:
+            raise ValueError(
+                f"scores and candidates must both be (B, N), got {tuple(scores.shape)}, {tuple(candidates.shape)}"
+            )
+        if not scores.is_floating_point():
+            raise TypeError(f"scores must be floating point, got {scores.dtype}")
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        scores = scores.detach()
+        valid = valid_mask(scores, candidates)
+        pos = self.select(scores, candidates, valid, int(k), context or RerankContext())  # (B, k)
+        return positions_to_items(candidates, pos)
+
+    def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:
+        """``(B, k)`` int64 positions into the N candidates, best first, -1 for empty slots."""
+        raise NotImplementedError
+
+
+class NoRerank(Reranker):
+    """The plain ranking: top-k valid candidates by score (ties: ``torch.topk``'s order)."""
+
+    def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:
+        masked = torch.where(valid, scores, torch.full_like(scores, _NEG_INF))
+        n = min(k, scores.shape[1])
+        vals, pos = masked.topk(n, dim=1)
+        pos = torch.where(vals > _NEG_INF, pos, torch.full_like(pos, -1))
+        return nn.functional.pad(pos, (0, k - n), value=-1)
+
+
+def greedy_loop(k: int, available: Tensor) -> tuple[Tensor, Tensor]:
+    """Allocates the ``(B, k)`` output positions (all -1) and a private copy of ``available``."""
+    return torch.full((available.shape[0], k), -1, dtype=torch.long, device=available.device), available.clone()
