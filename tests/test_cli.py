@@ -90,10 +90,10 @@ def test_console_script_unknown_model_key_is_one_line_error(tmp_path: Path) -> N
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@needs_console_script
 COMMANDS = [([], "train"), (["train"], "train"), (["eval"], "eval"), (["recommend"], "recommend")]
 
 
+@needs_console_script
 @pytest.mark.parametrize(("command", "task_name"), COMMANDS)
 def test_command_selects_the_config(command: list[str], task_name: str, tmp_path: Path) -> None:
     result = run_divrec([*command, "ckpt_path=x.ckpt", "--cfg", "job"], cwd=tmp_path)  # prints, runs nothing
