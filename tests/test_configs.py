@@ -19,6 +19,7 @@ from divrec.cli import config_dir
 from divrec.data.base import Source
 from divrec.data.datamodule import SeqDataModule
 from divrec.models import TransformerBackbone
+from divrec.rerank import RerankContext, Reranker
 from divrec.tasks import Objective
 
 CONF = config_dir()
@@ -124,7 +125,25 @@ def check_hydra(cfg: DictConfig, tmp_path: Path) -> None:
     assert run_dir.startswith(f"{cfg.paths.log_dir}/{cfg.task_name}/runs/")
 
 
+def check_rerank(cfg: DictConfig, tmp_path: Path) -> None:
+    if not cfg.get("rerank"):  # rerank=none: plain top-K
+        return
+    categories = torch.zeros(11, 3, dtype=torch.bool)
+    categories[1:, :] = torch.rand(10, 3) > 0.5
+    reranker = instantiate(cfg.rerank, item_categories=categories)
+    assert isinstance(reranker, Reranker)
+    context = RerankContext(histories=torch.tensor([[1, 2, 0], [3, 0, 0]]), item_embeddings=torch.randn(11, 4))
+    lists = reranker(torch.randn(2, 6), torch.randint(1, 11, (2, 6)), 3, context)
+    assert lists.shape == (2, 3)
+
+
+def check_metrics(cfg: DictConfig, tmp_path: Path) -> None:
+    assert list(cfg.metrics.ks) == sorted(cfg.metrics.ks) and cfg.metrics.rerank_candidates >= max(cfg.metrics.ks)
+
+
 CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
+    "rerank": check_rerank,
+    "metrics": check_metrics,
     "data": check_data,
     "model": check_model,
     "task": check_task,

@@ -20,10 +20,13 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from divrec import names
 from divrec.data.datamodule import SeqDataModule
+from divrec.data.types import ProcessedData
 from divrec.errors import UserError
 from divrec.lit.module import SeqRecModule
-from divrec.models.backbone import BackboneConfig, ModelConfigError
+from divrec.metrics import DiversityEvaluator, categories_multi_hot
+from divrec.models.backbone import BackboneConfig, ModelConfigError, TransformerBackbone
 from divrec.report import metrics_table, write_config, write_metrics
+from divrec.rerank import Reranker
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,35 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
     datamodule: SeqDataModule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, n_items=datamodule.n_items)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    data, metrics_cfg = datamodule.load(), cfg.metrics
     module = SeqRecModule(
-        backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler,
-        ks=list(cfg.metrics.ks),
+        backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler, ks=list(metrics_cfg.ks),
+        reranker=build_reranker(cfg, data), rerank_candidates=metrics_cfg.rerank_candidates,
+        diversity=build_diversity(metrics_cfg, data, backbone) if metrics_cfg.diversity else None,
     )
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return datamodule, module
+
+
+def build_reranker(cfg: DictConfig, data: ProcessedData) -> Reranker | None:
+    """The configured re-ranker (``rerank=``), given the dataset's multi-hot item categories; None = plain top-K."""
+    if not cfg.get("rerank"):
+        return None
+    categories = None
+    if len(data.item_category_ids):
+        categories = categories_multi_hot(data.item_category_offsets, data.item_category_ids, len(data.category_names))
+    return instantiate(cfg.rerank, item_categories=categories)
+
+
+def build_diversity(metrics_cfg: DictConfig, data: ProcessedData, backbone: TransformerBackbone) -> dict[str, Any]:
+    """Beyond-accuracy evaluators for val and test; embedding ILD reads the model's live item table."""
+    options = {"head_share": metrics_cfg.tail_head_share, "alpha": metrics_cfg.calibration_alpha}
+    return {
+        stage: DiversityEvaluator.from_data(
+            data, stage, list(metrics_cfg.ks), embeddings=lambda: backbone.item_table().detach(), **options
+        )
+        for stage in (names.VAL, names.TEST)
+    }
 
 
 def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:

@@ -20,7 +20,8 @@ from divrec.data.types import ProcessedData
 from divrec.data.windows import last_items, right_padded
 from divrec.errors import UserError
 from divrec.lit.module import SeqRecModule
-from divrec.metrics.ranking import mask_seen, top_k
+from divrec.metrics.ranking import mask_seen
+from divrec.rerank import RerankContext, rerank_lists
 
 log = logging.getLogger(__name__)
 WRITERS = {".parquet": "to_parquet", ".csv": "to_csv", ".json": "to_json"}
@@ -41,7 +42,8 @@ def select_users(data: ProcessedData, wanted: Sequence[str] | None) -> tuple[np.
 def top_items(
     module: SeqRecModule, data: ProcessedData, users: np.ndarray, k: int, max_len: int, batch_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(U, k) item ids and scores for ``users``, their whole known sequence excluded."""
+    """(U, k) item ids and scores for ``users``, their whole known sequence excluded, after the module's re-ranker
+    (if any) over its top ``rerank_candidates``."""
     offsets, items = data.known_sequences()
     sub_offsets = np.concatenate([[0], np.cumsum(np.diff(offsets)[users])]).astype(np.int64)
     sub_items = np.concatenate([items[offsets[u] : offsets[u + 1]] for u in users]) if len(users) else items[:0]
@@ -53,7 +55,8 @@ def top_items(
         rows = slice(start, start + batch_size)
         raw = module.scores(history[rows])  # (B, V)
         masked = mask_seen(raw, seen[rows], inplace=True)
-        best = top_k(masked, k)  # (B, k)
+        context = RerankContext(histories=seen[rows], item_embeddings=module.backbone.item_table().detach())
+        best = rerank_lists(masked, k, module.reranker, module.rerank_candidates, context)  # (B, k)
         ids.append(best)
         scores.append(masked.gather(1, best))
     if not ids:

@@ -6,7 +6,7 @@ query vector per user and ranks the whole catalog with the backbone's tied item 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 
 from divrec import names
-from divrec.metrics import RankingEvaluator
+from divrec.metrics import DiversityEvaluator, RankingEvaluator, mask_scores, target_ranks, top_k
 from divrec.models import TransformerBackbone
+from divrec.rerank import RerankContext, Reranker, list_ranks, rerank_lists
 from divrec.tasks import Objective
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -30,11 +31,19 @@ class SeqRecModule(pl.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         ks: Sequence[int] = (5, 10, 20),
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 200,
+        diversity: Mapping[str, DiversityEvaluator] | None = None,
     ) -> None:
+        """``reranker`` (optional) reorders each user's top ``rerank_candidates`` items before val/test metrics;
+        ``diversity`` maps a stage to the beyond-accuracy evaluator of its final lists."""
         super().__init__()
         task.check_backbone(backbone.cfg.causal)
         self.backbone, self.task = backbone, task
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.reranker, self.rerank_candidates = reranker, rerank_candidates
+        self.list_len = max(ks)
+        self.diversity = torch.nn.ModuleDict(dict(diversity or {}))
         self.run_config: dict[str, Any] | None = None  # the resolved run config, stored in every checkpoint
         self.evaluators = torch.nn.ModuleDict(
             {s: RankingEvaluator(stage=s, n_items=backbone.n_items, ks=list(ks)) for s in (names.VAL, names.TEST)}
@@ -69,15 +78,23 @@ class SeqRecModule(pl.LightningModule):
         return self.backbone.score(self.task.query(self.backbone, history))
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> None:
-        scores = self.scores(batch[names.HISTORY])
-        self.evaluators[stage].update(
-            scores, batch[names.TARGET], batch[names.SEEN], batch.get(names.USER_INDEX), inplace=True
-        )
+        target, seen = batch[names.TARGET], batch[names.SEEN]
+        masked = mask_scores(self.scores(batch[names.HISTORY]), seen, target, inplace=True)  # (B, V)
+        if self.reranker is None:
+            ranks, lists = target_ranks(masked, target), top_k(masked, self.list_len)
+        else:
+            context = RerankContext(histories=seen, item_embeddings=self.backbone.item_table().detach())
+            lists = rerank_lists(masked, self.list_len, self.reranker, self.rerank_candidates, context)
+            ranks = list_ranks(lists, target)  # positions in the re-ranked lists
+        self.evaluators[stage].update_ranked(ranks, lists, batch.get(names.USER_INDEX))
+        if stage in self.diversity:
+            self.diversity[stage].update(lists, histories=seen)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        evaluator = self.evaluators[stage]
-        self.log_dict(evaluator.compute(), prog_bar=False, sync_dist=False)
-        evaluator.reset()
+        evaluators = [self.evaluators[stage], *([self.diversity[stage]] if stage in self.diversity else [])]
+        for evaluator in evaluators:
+            self.log_dict(evaluator.compute(), prog_bar=False, sync_dist=False)
+            evaluator.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(names.VAL, batch)

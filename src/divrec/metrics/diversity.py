@@ -85,13 +85,11 @@ def category_distribution(
 
 
 def calibration_kl(p: Tensor, q: Tensor, alpha: float) -> Tensor:
-    r"""``(B,)`` :math:`\mathrm{KL}(p \| \tilde q) = \sum_{c: p_c > 0} p_c \ln(p_c / \tilde q_c)`,
+    r"""``(...)`` :math:`\mathrm{KL}(p \| \tilde q) = \sum_{c: p_c > 0} p_c \ln(p_c / \tilde q_c)`,
     :math:`\tilde q = (1-\alpha) q + \alpha p` (natural log; +inf where :math:`\alpha = 0` and :math:`q` misses a
     category of :math:`p`)."""
-    q_mix = (1.0 - alpha) * q + alpha * p  # (B, C)
-    pos = p > 0
-    terms = torch.where(pos, p * (p.clamp_min(1e-300).log() - q_mix.log()), torch.zeros_like(p))
-    return terms.sum(-1)
+    q_mix = (1.0 - alpha) * q + alpha * p  # (..., C)
+    return (torch.xlogy(p, p) - torch.xlogy(p, q_mix)).sum(-1)  # xlogy(0, .) = 0
 
 
 def _valid_mean(values: Tensor, valid: Tensor) -> Tensor:

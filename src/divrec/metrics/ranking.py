@@ -416,15 +416,22 @@ class RankingEvaluator(nn.Module):
             raise ValueError(f"scores must have n_items+1={self.n_items + 1} columns, got {scores.shape[-1]}")
         masked = mask_scores(scores.detach(), seen, target, inplace=inplace)
         ranks = target_ranks(masked, target)
+        self.update_ranked(ranks, top_k(masked, self.ks[-1]) if self._coverage_keys else None, user_index)
+        return ranks
+
+    @torch.no_grad()
+    def update_ranked(self, ranks: Tensor, lists: Tensor | None, user_index: Tensor | None = None) -> None:
+        """Update from precomputed ``(B,)`` target ranks and ``(B, >= max K)`` top lists (e.g. after re-ranking;
+        ``lists`` may be None when coverage is off)."""
         for key in self._rank_keys:
             self.metrics[key].update(ranks)
         if self._coverage_keys:
-            items = top_k(masked, self.ks[-1])
+            if lists is None:
+                raise ValueError("lists are required to update ItemCoverage")
             for key, k in self._coverage_keys:
-                self.metrics[key].update(items[:, :k])
+                self.metrics[key].update(lists[:, :k])
         if user_index is not None:
             self.users.update(user_index)
-        return ranks
 
     def compute(self) -> dict[str, float]:
         """Every metric as a Python float (synced across processes), ready for ``LightningModule.log_dict``."""

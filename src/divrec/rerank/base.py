@@ -67,11 +67,9 @@ def pick(gain: Tensor, available: Tensor, fallback: Tensor) -> Tensor:
 
 
 def take(available: Tensor, pos: Tensor) -> None:
-    """Mark the ``(B,)`` positions (``-1`` = none) as taken, in place."""
-    ok = pos >= 0
-    available.scatter_(
-        1, pos.clamp_min(0).unsqueeze(1), available.gather(1, pos.clamp_min(0).unsqueeze(1)) & ~ok.unsqueeze(1)
-    )
+    """Mark the ``(B,)`` picked positions as taken, in place. A row with ``pos = -1`` has nothing available, so
+    clearing its position 0 is a no-op."""
+    available.scatter_(1, pos.clamp_min(0).unsqueeze(1), False)
 
 
 def positions_to_items(candidates: Tensor, pos: Tensor) -> Tensor:
@@ -103,7 +101,11 @@ class Reranker(nn.Module):
 
 
 class NoRerank(Reranker):
-    """The plain ranking: top-k valid candidates by score (ties: ``torch.topk``'s order)."""
+    """The plain ranking: top-k valid candidates by score (ties: ``torch.topk``'s order). Accepts (and ignores) the
+    item features the pipeline hands every re-ranker."""
+
+    def __init__(self, item_categories: Tensor | None = None, item_embeddings: Tensor | None = None) -> None:
+        super().__init__()
 
     def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:
         masked = torch.where(valid, scores, torch.full_like(scores, _NEG_INF))
@@ -116,3 +118,25 @@ class NoRerank(Reranker):
 def greedy_loop(k: int, available: Tensor) -> tuple[Tensor, Tensor]:
     """Allocates the ``(B, k)`` output positions (all -1) and a private copy of ``available``."""
     return torch.full((available.shape[0], k), -1, dtype=torch.long, device=available.device), available.clone()
+
+
+def rerank_lists(
+    masked: Tensor, k: int, reranker: Reranker | None, n_candidates: int, context: RerankContext | None = None
+) -> Tensor:
+    """``(B, k)`` final lists from ``(B, V)`` already-masked full-catalog scores: the plain top-k, or ``reranker``
+    applied to the top ``n_candidates`` (0 = empty slot)."""
+    if reranker is None:
+        n = min(k, masked.shape[1])
+        vals, items = masked.topk(n, dim=1)
+        items = torch.where(vals > _NEG_INF, items, torch.zeros_like(items))
+        return nn.functional.pad(items, (0, k - n)) if n < k else items
+    cand_scores, candidates = masked.topk(min(max(n_candidates, k), masked.shape[1]), dim=1)  # (B, N)
+    return reranker(cand_scores, candidates, k, context)
+
+
+def list_ranks(lists: Tensor, target: Tensor) -> Tensor:
+    """``(B,)`` 1-based position of each target in its ``(B, k)`` list; ``k + 1`` where it is absent (a miss at
+    every cut-off <= k)."""
+    hit = lists == target[:, None]  # (B, k)
+    first = hit.int().argmax(dim=1) + 1
+    return torch.where(hit.any(dim=1), first, torch.full_like(first, lists.shape[1] + 1))
