@@ -55,6 +55,7 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
         backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler, ks=list(metrics_cfg.ks),
         reranker=build_reranker(cfg, data), rerank_candidates=metrics_cfg.rerank_candidates,
         diversity=build_diversity(metrics_cfg, data, backbone) if metrics_cfg.diversity else None,
+        diversity_during_fit=metrics_cfg.diversity_during_fit,
     )
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return datamodule, module

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
 from divrec import names
@@ -34,9 +35,11 @@ class SeqRecModule(pl.LightningModule):
         reranker: Reranker | None = None,
         rerank_candidates: int = 200,
         diversity: Mapping[str, DiversityEvaluator] | None = None,
+        diversity_during_fit: bool = False,
     ) -> None:
         """``reranker`` (optional) reorders each user's top ``rerank_candidates`` items before val/test metrics;
-        ``diversity`` maps a stage to the beyond-accuracy evaluator of its final lists."""
+        ``diversity`` maps a stage to the beyond-accuracy evaluator of its final lists, applied in ``validate`` and
+        ``test`` (and in the per-epoch validations of ``fit`` only with ``diversity_during_fit``)."""
         super().__init__()
         task.check_backbone(backbone.cfg.causal)
         self.backbone, self.task = backbone, task
@@ -44,6 +47,7 @@ class SeqRecModule(pl.LightningModule):
         self.reranker, self.rerank_candidates = reranker, rerank_candidates
         self.list_len = max(ks)
         self.diversity = torch.nn.ModuleDict(dict(diversity or {}))
+        self.diversity_during_fit = diversity_during_fit
         self.run_config: dict[str, Any] | None = None  # the resolved run config, stored in every checkpoint
         self.evaluators = torch.nn.ModuleDict(
             {s: RankingEvaluator(stage=s, n_items=backbone.n_items, ks=list(ks)) for s in (names.VAL, names.TEST)}
@@ -87,11 +91,15 @@ class SeqRecModule(pl.LightningModule):
             lists = rerank_lists(masked, self.list_len, self.reranker, self.rerank_candidates, context)
             ranks = list_ranks(lists, target)  # positions in the re-ranked lists
         self.evaluators[stage].update_ranked(ranks, lists, batch.get(names.USER_INDEX))
-        if stage in self.diversity:
+        if self._measures_diversity(stage):
             self.diversity[stage].update(lists, histories=seen)
 
+    def _measures_diversity(self, stage: str) -> bool:
+        fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        return stage in self.diversity and (self.diversity_during_fit or not fitting)
+
     def _eval_epoch_end(self, stage: str) -> None:
-        evaluators = [self.evaluators[stage], *([self.diversity[stage]] if stage in self.diversity else [])]
+        evaluators = [self.evaluators[stage], *([self.diversity[stage]] if self._measures_diversity(stage) else [])]
         for evaluator in evaluators:
             self.log_dict(evaluator.compute(), prog_bar=False, sync_dist=False)
             evaluator.reset()
