@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
-from torchmetrics.utilities.data import dim_zero_cat
 
 from divrec import names
-from divrec.metrics.ranking import ItemCoverage, _acc_dtype
+from divrec.metrics.ranking import ItemCoverage, PerUserMetric, _acc_dtype
 
 ArrayLike = Tensor | np.ndarray
 
@@ -160,26 +159,13 @@ class ShannonEntropy(ItemCoverage):
 # --- per-user metrics ("cat" state) ----------------------------------------------------------------------------------
 
 
-class PerUserListMetric(Metric):
+class PerUserListMetric(PerUserMetric):
     """Base for metrics with one value per user's top-K list; ``dist_reduce_fx="cat"`` (exact sync, exportable).
 
     Subclasses implement ``_per_user(items, **kwargs) -> (B,)`` on the ``(B, K)`` list (0 = empty slot), returning
     NaN where the value is undefined. ``compute()`` = mean over non-NaN users (0.0 if none); ``per_user()`` returns
     all values (NaN included), synced across processes, in process-major update order.
     """
-
-    full_state_update = False
-    higher_is_better = True
-    is_differentiable = False
-    name: ClassVar[str] = ""
-    values: list[Tensor]
-
-    def __init__(self, k: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if int(k) < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        self.k = int(k)
-        self.add_state("values", default=[], dist_reduce_fx="cat")
 
     def _per_user(self, items: Tensor, **kwargs: Any) -> Tensor:
         raise NotImplementedError
@@ -189,32 +175,6 @@ class PerUserListMetric(Metric):
         if items.numel() and int(items.min()) < 0:
             raise ValueError("item ids must be >= 0")
         self.values.append(self._per_user(items, **kwargs).to(_acc_dtype(self.device)))
-
-    def _gathered(self) -> Tensor:
-        values: list[Tensor] | Tensor = self.values
-        if isinstance(values, list) and not values:
-            return torch.zeros(0, dtype=_acc_dtype(self.device), device=self.device)
-        return dim_zero_cat(values)
-
-    def compute(self) -> Tensor:
-        values = self._gathered()
-        defined = values[~values.isnan()]
-        if defined.numel() == 0:
-            return torch.zeros((), dtype=values.dtype, device=values.device)
-        return defined.mean()
-
-    def per_user(self) -> Tensor:
-        """All per-user values ``(N,)`` (NaN where undefined); synced across processes like ``compute``."""
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            process_group=self.process_group,
-            should_sync=self._to_sync and not self._is_synced,
-            should_unsync=True,
-        ):
-            return self._gathered().clone()
-
-    def extra_repr(self) -> str:
-        return f"k={self.k}"
 
 
 class _PopularityMetric(PerUserListMetric):

@@ -125,13 +125,13 @@ def _acc_dtype(device: torch.device) -> torch.dtype:
 # --- rank-based metrics ----------------------------------------------------------------------------------------------
 
 
-class RankMetric(Metric):
-    """Base for metrics that are a function of the target's rank; stores one value per user.
+class PerUserMetric(Metric):
+    """Base for metrics with one value per evaluated user in a ``dist_reduce_fx="cat"`` list state: multi-process
+    sync is exact and the per-user values can be exported.
 
-    ``update(ranks)`` takes the ``(B,)`` 1-based ranks from ``target_ranks``; ``compute()`` is the mean over all
-    users seen since the last ``reset`` (and across processes when synced). With zero users ``compute()`` returns
-    0.0 (not NaN, so monitors and loggers never see NaN; torchmetrics warns that ``update`` was never called).
-    ``per_user()`` returns the per-user values (synced across processes, in process-major update order).
+    ``compute()`` is the mean over the users seen since the last ``reset`` whose value is defined (not NaN); with
+    none it returns 0.0 (not NaN, so monitors and loggers never see NaN; torchmetrics warns that ``update`` was
+    never called). ``per_user()`` returns every value (synced across processes, in process-major update order).
     Values are accumulated in float64 (float32 on MPS).
     """
 
@@ -148,17 +148,6 @@ class RankMetric(Metric):
         self.k = int(k)
         self.add_state("values", default=[], dist_reduce_fx="cat")
 
-    def _per_user(self, ranks: Tensor) -> Tensor:
-        """Per-user metric values from float ranks (>= 1); implemented by subclasses."""
-        raise NotImplementedError
-
-    def _hit(self, ranks: Tensor) -> Tensor:
-        return (ranks <= self.k).to(ranks.dtype)
-
-    def update(self, ranks: Tensor) -> None:
-        ranks = torch.as_tensor(ranks).reshape(-1)
-        self.values.append(self._per_user(ranks.to(_acc_dtype(ranks.device))))
-
     def _gathered(self) -> Tensor:
         values: list[Tensor] | Tensor = self.values
         if isinstance(values, list) and not values:
@@ -167,9 +156,10 @@ class RankMetric(Metric):
 
     def compute(self) -> Tensor:
         values = self._gathered()
-        if values.numel() == 0:
+        defined = values[~values.isnan()]
+        if defined.numel() == 0:
             return torch.zeros((), dtype=values.dtype, device=values.device)
-        return values.mean()
+        return defined.mean()
 
     def per_user(self) -> Tensor:
         """All per-user values, ``(N,)``; synced across processes when running distributed (like ``compute``)."""
@@ -183,6 +173,22 @@ class RankMetric(Metric):
 
     def extra_repr(self) -> str:
         return f"k={self.k}"
+
+
+class RankMetric(PerUserMetric):
+    """Base for metrics that are a function of the target's rank: ``update(ranks)`` takes the ``(B,)`` 1-based
+    ranks from ``target_ranks``."""
+
+    def _per_user(self, ranks: Tensor) -> Tensor:
+        """Per-user metric values from float ranks (>= 1); implemented by subclasses."""
+        raise NotImplementedError
+
+    def _hit(self, ranks: Tensor) -> Tensor:
+        return (ranks <= self.k).to(ranks.dtype)
+
+    def update(self, ranks: Tensor) -> None:
+        ranks = torch.as_tensor(ranks).reshape(-1)
+        self.values.append(self._per_user(ranks.to(_acc_dtype(ranks.device))))
 
 
 class HitRate(RankMetric):

@@ -37,11 +37,8 @@ def sample_negatives(n: int, n_neg: int, n_items: int, device: torch.device) -> 
     return torch.randint(1, n_items + 1, (n, n_neg), device=device)
 
 
-class NextItemBCE(Objective):
-    """Original SASRec loss: binary cross-entropy of each positive against ``n_negatives`` uniform negatives.
-
-    loss = mean_t [ -log σ(h_t·e_pos) - (1/n_neg) Σ_j log(1 - σ(h_t·e_neg_j)) ]
-    """
+class SampledNegatives(Objective):
+    """Base of the next-item objectives that score each positive against ``n_negatives`` sampled items."""
 
     requires_causal = True
 
@@ -50,6 +47,14 @@ class NextItemBCE(Objective):
         if n_negatives < 1:
             raise ValueError(f"task.n_negatives={n_negatives} must be >= 1")
         self.n_negatives = n_negatives
+
+
+class NextItemBCE(SampledNegatives):
+    """Original SASRec loss: binary cross-entropy of each positive against ``n_negatives`` uniform negatives.
+
+    loss = mean_t [ -log σ(h_t·e_pos) - (1/n_neg) Σ_j log(1 - σ(h_t·e_neg_j)) ]
+    """
+
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
@@ -61,20 +66,15 @@ class NextItemBCE(Objective):
         return {names.LOSS: loss}
 
 
-class NextItemSampledSoftmax(Objective):
+class NextItemSampledSoftmax(SampledNegatives):
     """Softmax over the positive and ``n_negatives`` uniform negatives (shared within the batch).
 
     loss = mean_t -log( exp(s_pos) / (exp(s_pos) + Σ_j exp(s_neg_j)) ). With uniform sampling the log-Q
     correction is a constant and cancels; negatives equal to the positive are masked out.
     """
 
-    requires_causal = True
-
     def __init__(self, n_negatives: int = 256) -> None:
-        super().__init__()
-        if n_negatives < 1:
-            raise ValueError(f"task.n_negatives={n_negatives} must be >= 1")
-        self.n_negatives = n_negatives
+        super().__init__(n_negatives)
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
