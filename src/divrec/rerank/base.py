@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from divrec.metrics.ranking import top_k
+
 _NEG_INF = float("-inf")
 
 
@@ -126,10 +128,7 @@ def rerank_lists(
     """``(B, k)`` final lists from ``(B, V)`` already-masked full-catalog scores: the plain top-k, or ``reranker``
     applied to the top ``n_candidates`` (0 = empty slot)."""
     if reranker is None:
-        n = min(k, masked.shape[1])
-        vals, items = masked.topk(n, dim=1)
-        items = torch.where(vals > _NEG_INF, items, torch.zeros_like(items))
-        return nn.functional.pad(items, (0, k - n)) if n < k else items
+        return top_k(masked, k)
     cand_scores, candidates = masked.topk(min(max(n_candidates, k), masked.shape[1]), dim=1)  # (B, N)
     return reranker(cand_scores, candidates, k, context)
 
