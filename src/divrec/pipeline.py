@@ -55,8 +55,9 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
         backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler, ks=list(metrics_cfg.ks),
         reranker=build_reranker(cfg, data), rerank_candidates=metrics_cfg.rerank_candidates,
         diversity=build_diversity(metrics_cfg, data, backbone) if metrics_cfg.diversity else None,
-        diversity_during_fit=metrics_cfg.diversity_during_fit,
+        diversity_during_fit=metrics_cfg.diversity_during_fit, eval_chunk_size=metrics_cfg.get("eval_chunk_size"),
     )
+    task.attach_data(data)  # e.g. popularity counts for a negative sampler
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return datamodule, module
 

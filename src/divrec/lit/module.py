@@ -15,9 +15,9 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
 from divrec import names
-from divrec.metrics import DiversityEvaluator, RankingEvaluator, mask_scores, target_ranks, top_k
+from divrec.metrics import DiversityEvaluator, RankingEvaluator, chunked_ranking, mask_scores, target_ranks, top_k
 from divrec.models import TransformerBackbone
-from divrec.rerank import RerankContext, Reranker, list_ranks, rerank_lists
+from divrec.rerank import RerankContext, Reranker, list_ranks, rerank_candidates, rerank_lists
 from divrec.tasks import Objective
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -36,10 +36,13 @@ class SeqRecModule(pl.LightningModule):
         rerank_candidates: int = 200,
         diversity: Mapping[str, DiversityEvaluator] | None = None,
         diversity_during_fit: bool = False,
+        eval_chunk_size: int | None = None,
     ) -> None:
         """``reranker`` (optional) reorders each user's top ``rerank_candidates`` items before val/test metrics;
         ``diversity`` maps a stage to the beyond-accuracy evaluator of its final lists, applied in ``validate`` and
-        ``test`` (and in the per-epoch validations of ``fit`` only with ``diversity_during_fit``)."""
+        ``test`` (and in the per-epoch validations of ``fit`` only with ``diversity_during_fit``); ``eval_chunk_size``
+        (None = one score matrix per batch) ranks the catalog that many items at a time with the same results
+        (``divrec.metrics.chunked``), so evaluation memory does not grow with batch x catalog."""
         super().__init__()
         task.check_backbone(backbone.cfg.causal)
         self.backbone, self.task = backbone, task
@@ -48,6 +51,9 @@ class SeqRecModule(pl.LightningModule):
         self.list_len = max(ks)
         self.diversity = torch.nn.ModuleDict(dict(diversity or {}))
         self.diversity_during_fit = diversity_during_fit
+        if eval_chunk_size is not None and eval_chunk_size < 1:
+            raise ValueError(f"metrics.eval_chunk_size={eval_chunk_size} must be >= 1 or null")
+        self.eval_chunk_size = eval_chunk_size
         self.run_config: dict[str, Any] | None = None  # the resolved run config, stored in every checkpoint
         self.evaluators = torch.nn.ModuleDict(
             {s: RankingEvaluator(stage=s, n_items=backbone.n_items, ks=list(ks)) for s in (names.VAL, names.TEST)}
@@ -83,16 +89,36 @@ class SeqRecModule(pl.LightningModule):
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> None:
         target, seen = batch[names.TARGET], batch[names.SEEN]
-        masked = mask_scores(self.scores(batch[names.HISTORY]), seen, target, inplace=True)  # (B, V)
-        if self.reranker is None:
+        if self.eval_chunk_size is not None:
+            ranks, lists = self._chunked_ranks_and_lists(batch, self.eval_chunk_size)
+        elif self.reranker is None:
+            masked = mask_scores(self.scores(batch[names.HISTORY]), seen, target, inplace=True)  # (B, V)
             ranks, lists = target_ranks(masked, target), top_k(masked, self.list_len)
         else:
-            context = RerankContext(histories=seen, item_embeddings=self.backbone.item_table().detach())
-            lists = rerank_lists(masked, self.list_len, self.reranker, self.rerank_candidates, context)
+            masked = mask_scores(self.scores(batch[names.HISTORY]), seen, target, inplace=True)  # (B, V)
+            lists = rerank_lists(masked, self.list_len, self.reranker, self.rerank_candidates, self._context(seen))
             ranks = list_ranks(lists, target)  # positions in the re-ranked lists
         self.evaluators[stage].update_ranked(ranks, lists, batch.get(names.USER_INDEX))
         if self._measures_diversity(stage):
             self.diversity[stage].update(lists, histories=seen)
+
+    def _context(self, seen: Tensor) -> RerankContext:
+        return RerankContext(histories=seen, item_embeddings=self.backbone.item_table().detach())
+
+    @torch.no_grad()
+    def _chunked_ranks_and_lists(self, batch: dict[str, Tensor], chunk_size: int) -> tuple[Tensor, Tensor]:
+        """What the plain path computes, ``eval_chunk_size`` items at a time (``chunked_ranking``)."""
+        target, seen = batch[names.TARGET], batch[names.SEEN]
+        table = self.backbone.item_table()
+        n_top = self.list_len
+        if self.reranker is not None:
+            n_top = min(max(self.rerank_candidates, self.list_len), table.shape[0])
+        query = self.task.query(self.backbone, batch[names.HISTORY])  # (B, D)
+        ranks, vals, ids = chunked_ranking(query, table, seen, target, n_top, chunk_size)
+        if self.reranker is None:
+            return ranks, ids
+        lists = rerank_candidates(vals, ids, self.list_len, self.reranker, self._context(seen))
+        return list_ranks(lists, target), lists
 
     def _measures_diversity(self, stage: str) -> bool:
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING

@@ -33,7 +33,9 @@ from divrec.metrics.ranking import (
     mask_scores,
     target_ranks,
     top_k,
+    top_k_scored,
 )
+from divrec.metrics.chunked import chunked_ranking
 
 __all__ = [
     "DIVERSITY_METRICS",
@@ -65,4 +67,6 @@ __all__ = [
     "mask_scores",
     "target_ranks",
     "top_k",
+    "top_k_scored",
+    "chunked_ranking",
 ]

@@ -101,20 +101,61 @@ def target_ranks(scores: Tensor, target: Tensor) -> Tensor:
 
 
 def top_k(scores: Tensor, k: int) -> Tensor:
-    """``(B, k)`` item ids of the ``k`` highest scores, best first.
+    """``(B, k)`` item ids of the ``k`` highest scores, best first; ties go to the lower item id (column).
 
     Positions that would hold a non-rankable item (score ``-inf`` or NaN, i.e. fewer than ``k`` rankable items),
-    or lie beyond the number of columns, are filled with 0 (the padding id), which ``ItemCoverage`` ignores. Among
-    items tied at the boundary, which ones are returned is ``torch.topk``'s choice (unspecified).
+    or lie beyond the number of columns, are filled with 0 (the padding id), which ``ItemCoverage`` ignores.
+    """
+    return top_k_scored(scores, k)[1]
+
+
+def top_k_scored(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``(B, k)`` scores and ids of the ``k`` best columns, ordered by (score descending, id ascending).
+
+    Deterministic: among items tied at the k-th score, the lowest ids are taken, so a chunked ranking
+    (``divrec.metrics.chunked``) gives the very same lists. Slots without a rankable item (``-inf``/NaN scores, or
+    ``k`` beyond the number of columns) hold score ``-inf`` and id 0. Cost over ``torch.topk``: one comparison pass
+    (rows with more ties at the boundary than slots are redone exactly) and two small sorts of the ``(B, k)`` result.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     n = min(k, scores.shape[-1])
     vals, idx = torch.topk(scores, n, dim=-1, largest=True, sorted=True)
-    idx = idx.masked_fill(~(vals > _NEG_INF), 0)
+    if n:
+        boundary = vals[:, -1:]  # (B, 1) the k-th best score
+        ambiguous = (boundary > _NEG_INF).squeeze(1) & (
+            (scores == boundary).sum(1, dtype=torch.int32) > (vals == boundary).sum(1, dtype=torch.int32)
+        )
+        rows = ambiguous.nonzero().squeeze(1)
+        if len(rows):
+            vals[rows], idx[rows] = _lowest_ids_at_boundary(scores[rows], boundary[rows], n)
+    ok = vals > _NEG_INF  # False for -inf and NaN
+    vals = torch.where(ok, vals, torch.full_like(vals, _NEG_INF))
+    idx = idx.masked_fill(~ok, 0)
+    vals, idx = order_by_score_then_id(vals, idx)
     if n < k:
+        vals = nn.functional.pad(vals, (0, k - n), value=_NEG_INF)
         idx = nn.functional.pad(idx, (0, k - n), value=0)
-    return idx
+    return vals, idx
+
+
+def _lowest_ids_at_boundary(scores: Tensor, boundary: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """For (R, V) rows whose k-th score ``boundary`` (R, 1) is shared by more items than fit: every item above it
+    plus the lowest-id tied items, ``n`` per row, as (scores, ids)."""
+    above = scores > boundary
+    tied = scores == boundary
+    room = n - above.sum(1, keepdim=True)  # (R, 1) slots left for tied items
+    chosen = above | (tied & (tied.cumsum(1) <= room))  # exactly n per row
+    ids = chosen.nonzero()[:, 1].view(len(scores), n)  # ascending ids per row
+    return scores.gather(1, ids), ids
+
+
+def order_by_score_then_id(vals: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Reorder (B, n) candidates by score descending, ties by id ascending (two stable sorts)."""
+    by_id = ids.argsort(dim=1, stable=True)
+    vals, ids = vals.gather(1, by_id), ids.gather(1, by_id)
+    by_score = vals.argsort(dim=1, descending=True, stable=True)
+    return vals.gather(1, by_score), ids.gather(1, by_score)
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:

@@ -9,6 +9,7 @@ from divrec.rerank.base import (
     Reranker,
     list_ranks,
     normalize_relevance,
+    rerank_candidates,
     rerank_lists,
     valid_mask,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "list_ranks",
     "mmr_greedy",
     "normalize_relevance",
+    "rerank_candidates",
     "rerank_lists",
     "valid_mask",
 ]

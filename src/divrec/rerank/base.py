@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from divrec.metrics.ranking import top_k
+from divrec.metrics.ranking import top_k, top_k_scored
 
 _NEG_INF = float("-inf")
 
@@ -129,7 +129,18 @@ def rerank_lists(
     applied to the top ``n_candidates`` (0 = empty slot)."""
     if reranker is None:
         return top_k(masked, k)
-    cand_scores, candidates = masked.topk(min(max(n_candidates, k), masked.shape[1]), dim=1)  # (B, N)
+    cand_scores, candidates = top_k_scored(masked, min(max(n_candidates, k), masked.shape[1]))  # (B, N)
+    return reranker(cand_scores, candidates, k, context)
+
+
+def rerank_candidates(
+    cand_scores: Tensor, candidates: Tensor, k: int, reranker: Reranker | None, context: RerankContext | None = None
+) -> Tensor:
+    """``(B, k)`` final lists from each user's ``(B, N)`` best candidates (scores and ids, best first, as
+    ``top_k_scored`` gives them): the first k, or ``reranker`` applied to all N (what ``rerank_lists`` does after
+    its own top-N)."""
+    if reranker is None:
+        return candidates[:, :k]
     return reranker(cand_scores, candidates, k, context)
 
 

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from torch import Tensor, nn
 
 from divrec import names
+from divrec.data.types import ProcessedData
 from divrec.models import ModelConfigError, TransformerBackbone
 
 
@@ -23,6 +24,9 @@ class Objective(nn.Module, ABC):
     @abstractmethod
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Return a dict with at least ``names.LOSS`` (a scalar); other entries are logged as components."""
+
+    def attach_data(self, data: ProcessedData) -> None:
+        """Receive the training data before training (e.g. popularity counts for a sampler); default: nothing."""
 
     def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
         """(B, L) left-padded histories → (B, D): the representation that predicts each user's next item."""

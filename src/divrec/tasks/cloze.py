@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from divrec import names
 from divrec.models import TransformerBackbone
 from divrec.tasks.base import Objective, batch_items
+from divrec.tasks.next_item import softmax_ce
 
 
 class Cloze(Objective):
@@ -17,16 +17,19 @@ class Cloze(Objective):
     Each real item is replaced by [MASK] with probability ``mask_prob``; every window gets at least one mask (its
     newest item when the draw masks none), so that the objective also practises the evaluation situation.
     loss = mean over masked positions of -log softmax(h_t · E^T)[i_t]. At evaluation the history is shifted left
-    by one and [MASK] is appended; its output ranks the next item.
+    by one and [MASK] is appended; its output ranks the next item. ``chunk_size`` (None = plain) computes the same
+    loss and gradients ``chunk_size`` items at a time (memory O(masked positions x chunk_size)).
     """
 
     requires_causal = False
 
-    def __init__(self, mask_prob: float = 0.2) -> None:
+    def __init__(self, mask_prob: float = 0.2, chunk_size: int | None = None) -> None:
         super().__init__()
         if not 0.0 < mask_prob < 1.0:
             raise ValueError(f"task.mask_prob={mask_prob} must be in (0, 1)")
-        self.mask_prob = mask_prob
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"task.chunk_size={chunk_size} must be >= 1 or null")
+        self.mask_prob, self.chunk_size = mask_prob, chunk_size
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)[:, 1:]  # (B, L): the model reads at most max_len items
@@ -36,8 +39,7 @@ class Cloze(Objective):
         masked[:, -1] |= none & real[:, -1]
         inputs = items.masked_fill(masked, backbone.mask_token)
         hidden = backbone(inputs)[masked]  # (N, D)
-        logits = backbone.item_logits(hidden)  # (N, n_items)
-        return {names.LOSS: F.cross_entropy(logits, items[masked] - 1)}
+        return {names.LOSS: softmax_ce(backbone, hidden, items[masked], 0.0, self.chunk_size)}
 
     def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
         mask = torch.full_like(history[:, :1], backbone.mask_token)  # (B, 1)

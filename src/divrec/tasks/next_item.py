@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from divrec import names
+from divrec.data.types import ProcessedData
 from divrec.models import TransformerBackbone
 from divrec.tasks.base import Objective, batch_items, next_item_pairs
+from divrec.tasks.chunked_ce import chunked_cross_entropy
+from divrec.tasks.samplers import NegativeSampler, UniformSampler
 
 
 class NextItemCE(Objective):
@@ -16,37 +21,54 @@ class NextItemCE(Objective):
 
     loss = mean over positions t of  -log softmax(h_t · E^T)[i_{t+1}], logits computed only where both the input
     and the next item are real (never at padding). Column 0 (padding) is excluded from the softmax.
+    ``chunk_size`` (None = plain): compute the same loss and gradients ``chunk_size`` items at a time
+    (``chunked_cross_entropy``), so memory is O(positions x chunk_size) instead of O(positions x n_items).
     """
 
     requires_causal = True
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, label_smoothing: float = 0.0, chunk_size: int | None = None) -> None:
         super().__init__()
-        self.label_smoothing = label_smoothing
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"task.chunk_size={chunk_size} must be >= 1 or null")
+        self.label_smoothing, self.chunk_size = label_smoothing, chunk_size
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
-        logits = backbone.item_logits(hidden)  # (N, n_items): column j = item j + 1
-        loss = F.cross_entropy(logits, targets - 1, label_smoothing=self.label_smoothing)
+        loss = softmax_ce(backbone, hidden, targets, self.label_smoothing, self.chunk_size)
         return {names.LOSS: loss}
 
 
-def sample_negatives(n: int, n_neg: int, n_items: int, device: torch.device) -> Tensor:
-    """(n, n_neg) item ids drawn uniformly from 1..n_items (a sampled id may equal the positive; its effect on
-    the loss is O(1/n_items) and the original SASRec accepts the same)."""
-    return torch.randint(1, n_items + 1, (n, n_neg), device=device)
+def softmax_ce(
+    backbone: TransformerBackbone, hidden: Tensor, targets: Tensor, label_smoothing: float, chunk_size: int | None
+) -> Tensor:
+    """Full-softmax CE of (N, D) states against items 1..n_items for (N,) target ids; chunked when chunk_size."""
+    if chunk_size is None:
+        logits = backbone.item_logits(hidden)  # (N, n_items): column j = item j + 1
+        return F.cross_entropy(logits, targets - 1, label_smoothing=label_smoothing)
+    table = backbone.item_emb.weight[1 : backbone.n_items + 1]  # (n_items, D), the rows item_logits uses
+    return chunked_cross_entropy(hidden, table, targets - 1, chunk_size, label_smoothing)
 
 
 class SampledNegatives(Objective):
-    """Base of the next-item objectives that score each positive against ``n_negatives`` sampled items."""
+    """Base of the next-item objectives that score each positive against ``n_negatives`` items drawn by
+    ``sampler`` (default: uniform over 1..n_items, with replacement)."""
 
     requires_causal = True
 
-    def __init__(self, n_negatives: int = 1) -> None:
+    def __init__(self, n_negatives: int = 1, sampler: NegativeSampler | None = None) -> None:
         super().__init__()
         if n_negatives < 1:
             raise ValueError(f"task.n_negatives={n_negatives} must be >= 1")
         self.n_negatives = n_negatives
+        self.sampler = sampler if sampler is not None else UniformSampler()
+
+    def attach_data(self, data: ProcessedData) -> None:
+        self.sampler.attach_data(data)
+
+    def sample(self, shape: tuple[int, ...], backbone: TransformerBackbone) -> Tensor:
+        """Negative item ids of ``shape`` (a sampled id may equal the positive; see each objective)."""
+        return self.sampler.sample(shape, backbone.n_items, backbone.item_emb.weight.device)
 
 
 class NextItemBCE(SampledNegatives):
@@ -58,7 +80,7 @@ class NextItemBCE(SampledNegatives):
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
-        neg = sample_negatives(len(targets), self.n_negatives, backbone.n_items, hidden.device)  # (N, n)
+        neg = self.sample((len(targets), self.n_negatives), backbone)  # (N, n); a hit on the positive: O(1/n_items)
         emb = backbone.item_emb
         pos_logit = (hidden * emb(targets)).sum(-1)  # (N,)
         neg_logit = torch.einsum("nd,nkd->nk", hidden, emb(neg))  # (N, n)
@@ -67,21 +89,35 @@ class NextItemBCE(SampledNegatives):
 
 
 class NextItemSampledSoftmax(SampledNegatives):
-    """Softmax over the positive and ``n_negatives`` uniform negatives (shared within the batch).
+    """Softmax over the positive and ``n_negatives`` negatives shared by the whole batch, with log-Q correction.
 
-    loss = mean_t -log( exp(s_pos) / (exp(s_pos) + Σ_j exp(s_neg_j)) ). With uniform sampling the log-Q
-    correction is a constant and cancels; negatives equal to the positive are masked out.
+    With ``n`` negatives drawn from ``q`` and the expected count ``Q(i) = n q(i)``, every logit is corrected to
+    ``s'_i = s_i - log Q(i)`` (the positive's too) and
+    loss = mean_t -log( exp(s'_pos) / (exp(s'_pos) + Σ_j exp(s'_neg_j)) ), as in TensorFlow's
+    ``sampled_softmax_loss`` (Jean et al., 2015; Yi et al., RecSys 2019). Negatives equal to the position's
+    positive (accidental hits) are removed. With a uniform sampler the correction is a constant and cancels;
+    ``logq_correction=false`` turns it off (biased towards popular items under a popularity sampler).
     """
 
-    def __init__(self, n_negatives: int = 256) -> None:
-        super().__init__(n_negatives)
+    def __init__(
+        self, n_negatives: int = 256, sampler: NegativeSampler | None = None, logq_correction: bool = True
+    ) -> None:
+        super().__init__(n_negatives, sampler)
+        self.logq_correction = logq_correction
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
-        neg = sample_negatives(1, self.n_negatives, backbone.n_items, hidden.device)[0]  # (n,)
-        pos_logit = (hidden * backbone.item_emb(targets)).sum(-1, keepdim=True)  # (N, 1)
-        neg_logit = hidden @ backbone.item_emb(neg).T  # (N, n)
+        neg = self.sample((self.n_negatives,), backbone)  # (n,) shared by every position
+        return {names.LOSS: self.sampled_loss(hidden, targets, neg, backbone.item_emb.weight, backbone.n_items)}
+
+    def sampled_loss(self, hidden: Tensor, targets: Tensor, neg: Tensor, table: Tensor, n_items: int) -> Tensor:
+        """The loss for (N, D) states, (N,) positive ids and (n,) shared negative ids scored against ``table``."""
+        pos_logit = (hidden * table[targets]).sum(-1, keepdim=True)  # (N, 1)
+        neg_logit = hidden @ table[neg].T  # (N, n)
+        if self.logq_correction:
+            log_count = math.log(self.n_negatives)  # log Q(i) = log n + log q(i)
+            pos_logit = pos_logit - (log_count + self.sampler.log_q(targets, n_items))[:, None]
+            neg_logit = neg_logit - (log_count + self.sampler.log_q(neg, n_items))[None, :]
         neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
         logits = torch.cat([pos_logit, neg_logit], dim=1)  # (N, 1 + n)
-        loss = F.cross_entropy(logits, torch.zeros_like(targets))
-        return {names.LOSS: loss}
+        return F.cross_entropy(logits, torch.zeros_like(targets))
