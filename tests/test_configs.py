@@ -20,7 +20,7 @@ from divrec.data.base import Source
 from divrec.data.datamodule import SeqDataModule
 from divrec.models import TransformerBackbone
 from divrec.rerank import RerankContext, Reranker
-from divrec.tasks import Objective
+from divrec.tasks import NegativeSampler, NextItemSampledSoftmax, Objective
 
 CONF = config_dir()
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -173,6 +173,17 @@ def test_every_option_composes_and_instantiates(group: str, option: str, tmp_pat
     resolved = OmegaConf.to_container(plain, resolve=True, throw_on_missing=True)  # no dangling interpolation
     assert "${" not in str(resolved)
     CHECKS[group](cfg, tmp_path)
+
+
+SAMPLERS = sorted(f.stem for f in (CONF / "task" / "sampler").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_negative_sampler_composes_into_sampled_softmax(sampler: str, tmp_path: Path) -> None:
+    overrides = ["task=sampled_softmax", f"task/sampler={sampler}", *run_paths(tmp_path / "out", tmp_path / "data")]
+    task = instantiate(compose_config("train", overrides).task)
+    assert isinstance(task, NextItemSampledSoftmax) and isinstance(task.sampler, NegativeSampler)
+    assert type(task.sampler).__name__.lower().startswith(sampler)
 
 
 def test_csv_data_loads_a_tiny_file(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Exact full-ranking evaluation metrics (leave-one-out, seen items excluded, pessimistic ties) and beyond-accuracy
 (diversity, novelty, calibration) metrics over top-K lists."""
 
+from divrec.metrics.chunked import chunked_ranking
 from divrec.metrics.diversity import (
     DIVERSITY_METRICS,
     AveragePopularity,
@@ -35,7 +36,6 @@ from divrec.metrics.ranking import (
     top_k,
     top_k_scored,
 )
-from divrec.metrics.chunked import chunked_ranking
 
 __all__ = [
     "DIVERSITY_METRICS",
@@ -63,10 +63,10 @@ __all__ = [
     "calibration_kl",
     "categories_multi_hot",
     "category_distribution",
+    "chunked_ranking",
     "item_popularity",
     "mask_scores",
     "target_ranks",
     "top_k",
     "top_k_scored",
-    "chunked_ranking",
 ]

@@ -116,8 +116,8 @@ class NextItemSampledSoftmax(SampledNegatives):
         neg_logit = hidden @ table[neg].T  # (N, n)
         if self.logq_correction:
             log_count = math.log(self.n_negatives)  # log Q(i) = log n + log q(i)
-            pos_logit = pos_logit - (log_count + self.sampler.log_q(targets, n_items))[:, None]
-            neg_logit = neg_logit - (log_count + self.sampler.log_q(neg, n_items))[None, :]
+            pos_logit = pos_logit - (log_count + self.sampler.log_q(targets, n_items)).to(pos_logit.dtype)[:, None]
+            neg_logit = neg_logit - (log_count + self.sampler.log_q(neg, n_items)).to(neg_logit.dtype)[None, :]
         neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
         logits = torch.cat([pos_logit, neg_logit], dim=1)  # (N, 1 + n)
         return F.cross_entropy(logits, torch.zeros_like(targets))

@@ -32,6 +32,7 @@ class NegativeSampler(nn.Module):
         raise NotImplementedError
 
     def log_q(self, ids: Tensor, n_items: int) -> Tensor:
+        """float64 log q(i) of each id (callers cast to their logits' dtype)."""
         raise NotImplementedError
 
 
@@ -42,7 +43,7 @@ class UniformSampler(NegativeSampler):
         return torch.randint(1, n_items + 1, shape, device=device)
 
     def log_q(self, ids: Tensor, n_items: int) -> Tensor:
-        return torch.full(ids.shape, -math.log(n_items), device=ids.device)
+        return torch.full(ids.shape, -math.log(n_items), dtype=torch.float64, device=ids.device)
 
 
 class PopularitySampler(NegativeSampler):
@@ -62,7 +63,7 @@ class PopularitySampler(NegativeSampler):
             raise ValueError(f"task.sampler.alpha={alpha} must be >= 0")
         self.alpha = float(alpha)
         self.register_buffer("cdf", torch.zeros(0, dtype=torch.float64), persistent=False)
-        self.register_buffer("logq", torch.zeros(0), persistent=False)
+        self.register_buffer("logq", torch.zeros(0, dtype=torch.float64), persistent=False)
 
     def attach_data(self, data: ProcessedData) -> None:
         counts = np.bincount(data.train_items, minlength=data.n_items + 1).astype(np.float64)
@@ -78,7 +79,7 @@ class PopularitySampler(NegativeSampler):
             raise SamplerError("PopularitySampler: no item occurs in the training data; use task.sampler=uniform")
         q = weights / weights.sum()
         self.cdf = torch.cumsum(q, 0).to(self.cdf.device)
-        self.logq = torch.log(q).float().to(self.logq.device)  # -inf for never-drawn items
+        self.logq = torch.log(q).to(self.logq.device)  # -inf for never-drawn items
 
     def sample(self, shape: tuple[int, ...], n_items: int, device: torch.device) -> Tensor:
         if self.cdf.numel() == 0:
