@@ -83,7 +83,7 @@ def loadavg() -> float:
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
-    n_users = int(round(args.interactions / args.mean_length))
+    n_users = round(args.interactions / args.mean_length)
     task = (
         ["task=sampled_softmax", "task/sampler=popularity", f"task.n_negatives={args.negatives}"]
         if args.mode == "sampled"
@@ -111,7 +111,7 @@ def popularity_summary(train_items: np.ndarray, n_items: int) -> dict[str, float
     }
 
 
-def main() -> None:  # noqa: PLR0915 - a linear script: one phase after another
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--interactions", type=int, required=True)
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -125,7 +125,11 @@ def main() -> None:  # noqa: PLR0915 - a linear script: one phase after another
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", default="/tmp/divrec-million-cache")
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     rss = RssSampler()
     rss.start()
@@ -133,8 +137,24 @@ def main() -> None:  # noqa: PLR0915 - a linear script: one phase after another
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides(args))
     pl.seed_everything(0, workers=True)
-
     rss.enter("data")
+    datamodule, data = data_phase(cfg, args, out)
+    rss.enter("train")
+    module = train_phase(cfg, args, datamodule, data, out)
+    if args.test_batches:
+        rss.enter("eval")
+        eval_phase(cfg, args, datamodule, module, out)
+    rss.running = False
+    out["load_end"] = loadavg()
+    out["peak_rss_mib"] = {phase: round(v, 1) for phase, v in rss.peaks.items()}
+    out["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+
+
+def data_phase(cfg: Any, args: argparse.Namespace, out: dict[str, Any]) -> tuple[Any, Any]:
+    """Generate, preprocess, split, cache and window the data; record sizes and times."""
     start, cpu_start = time.perf_counter(), time.process_time()
     datamodule = instantiate(cfg.data)
     data = datamodule.load()
@@ -143,8 +163,11 @@ def main() -> None:  # noqa: PLR0915 - a linear script: one phase after another
     out |= {"n_users": data.n_users, "n_interactions": data.n_interactions, "catalog": args.items}
     out |= {"train_windows": len(datamodule.tensors[names.TRAIN][names.ITEMS]), "test_users": len(data.test)}
     out |= popularity_summary(data.train_items, data.n_items)
+    return datamodule, data
 
-    rss.enter("train")
+
+def train_phase(cfg: Any, args: argparse.Namespace, datamodule: Any, data: Any, out: dict[str, Any]) -> SeqRecModule:
+    """One training epoch (or its first ``--train-batches`` steps) through ``pytorch_lightning.Trainer.fit``."""
     backbone = instantiate(cfg.model, n_items=args.items)
     task = instantiate(cfg.task)
     task.attach_data(data)
@@ -161,26 +184,23 @@ def main() -> None:  # noqa: PLR0915 - a linear script: one phase after another
     out["epoch_s"] = timer.seconds[0] * steps_per_epoch / timer.steps  # = train_s for a full epoch
     out["epoch_cpu_s"] = timer.cpu_seconds[0] * steps_per_epoch / timer.steps
     out["train_loss"] = float(trainer.callback_metrics[names.metric_key(names.TRAIN, names.LOSS)])
+    return module
 
-    if args.test_batches:
-        rss.enter("eval")
-        limit = {"limit_test_batches": args.test_batches} if args.test_batches > 0 else {}
-        tester = instantiate(cfg.trainer, logger=False, callbacks=[], default_root_dir="/tmp/divrec-million", **limit)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        metrics = tester.test(module, datamodule=datamodule, verbose=False)[0]
-        out["eval_cpu_s"] = time.process_time() - cpu_start
-        users = min(len(data.test), args.test_batches * 1024) if args.test_batches > 0 else len(data.test)
-        out |= {"eval_s": time.perf_counter() - start, "eval_users": users}
-        out["eval_all_users_s"] = out["eval_s"] * len(data.test) / users
-        out["eval_all_users_cpu_s"] = out["eval_cpu_s"] * len(data.test) / users
-        out["test_ndcg@10"] = metrics[names.metric_key(names.TEST, names.NDCG, 10)]
-    rss.running = False
-    out["load_end"] = loadavg()
-    out["peak_rss_mib"] = {phase: round(v, 1) for phase, v in rss.peaks.items()}
-    out["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(out, indent=1))
+
+def eval_phase(cfg: Any, args: argparse.Namespace, datamodule: Any, module: SeqRecModule, out: dict[str, Any]) -> None:
+    """The chunked full-ranking test over all (or the first ``--test-batches`` x 1024) test users."""
+    data = datamodule.load()
+    limit = {"limit_test_batches": args.test_batches} if args.test_batches > 0 else {}
+    tester = instantiate(cfg.trainer, logger=False, callbacks=[], default_root_dir="/tmp/divrec-million", **limit)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    metrics = tester.test(module, datamodule=datamodule, verbose=False)[0]
+    out["eval_cpu_s"] = time.process_time() - cpu_start
+    users = min(len(data.test), args.test_batches * 1024) if args.test_batches > 0 else len(data.test)
+    out |= {"eval_s": time.perf_counter() - start, "eval_users": users}
+    out["eval_all_users_s"] = out["eval_s"] * len(data.test) / users
+    out["eval_all_users_cpu_s"] = out["eval_cpu_s"] * len(data.test) / users
+    key = names.metric_key(names.TEST, names.NDCG, 10)
+    out[key] = metrics[key]
 
 
 if __name__ == "__main__":
