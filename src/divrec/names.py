@@ -56,4 +56,7 @@ def metric_key(stage: str, name: str, k: int | None = None) -> str:
     return f"{stage}/{name}" if k is None else f"{stage}/{name}@{k}"
 
 
+# files every run writes into its output folder
+METRICS_FILE = "metrics.json"  # final metrics of the run (flat JSON)
+
 CONFIG_KEY = "divrec_config"  # where a checkpoint carries the resolved config of the run that wrote it

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from divrec import names
+
 _KEY = re.compile(r"^(?P<stage>[^/]+)/(?P<name>[^@]+)@(?P<k>\d+)$")
 
 
@@ -44,7 +46,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_metrics(output_dir: Path, metrics: Mapping[str, float]) -> Path:
-    path = output_dir / "metrics.json"
+    path = output_dir / names.METRICS_FILE
     write_atomic(path, json.dumps(dict(sorted(metrics.items())), indent=2) + "\n")
     return path
 
