@@ -1,6 +1,6 @@
 """``divrec <command> [hydra overrides]``: thin Hydra entry points over ``divrec.pipeline``.
 
-Commands: ``train`` (default), ``eval`` and ``recommend``. Config folder: the installed package's ``conf/`` (a
+Commands: ``train`` (default), ``eval``, ``recommend`` and ``feedback``. Config folder: the installed package's ``conf/`` (a
 wheel carries it) or the repository's ``conf/`` (editable install); add your own folders with
 ``hydra.searchpath=[file:///abs/dir]`` or Hydra's ``--config-dir``.
 """
@@ -64,8 +64,19 @@ def _recommend(cfg: DictConfig) -> None:
     recommend(cfg, overrides=HydraConfig.get().overrides.task)
 
 
+def _feedback(cfg: DictConfig) -> None:
+    from divrec.feedback import run_feedback
+
+    run_feedback(cfg)
+
+
 # command name = config name
-RUNNERS: dict[str, Callable[[DictConfig], object]] = {"train": _train, "eval": _eval, "recommend": _recommend}
+RUNNERS: dict[str, Callable[[DictConfig], object]] = {
+    "train": _train,
+    "eval": _eval,
+    "recommend": _recommend,
+    "feedback": _feedback,
+}
 
 
 def main() -> None:

@@ -87,12 +87,17 @@ class GlobalTemporal(Split):
         return Splits(offsets, items, val, test)
 
     def _first_after(self, seqs: Sequences, user_of: np.ndarray, in_window: np.ndarray) -> EvalSplit:
-        """Each user's first interaction inside the window, with at least ``min_history`` items before it."""
-        candidates = np.flatnonzero(in_window)
-        users, first = np.unique(user_of[candidates], return_index=True)
-        targets = candidates[first]
-        keep = targets - seqs.offsets[users] >= self.min_history
-        return eval_split(seqs, users[keep], targets[keep])
+        return first_in_window(seqs, user_of, in_window, self.min_history)
+
+
+def first_in_window(seqs: Sequences, user_of: np.ndarray, in_window: np.ndarray, min_history: int) -> EvalSplit:
+    """Each user's first interaction where ``in_window`` (a mask over all interactions) holds, with at least
+    ``min_history`` items before it; ``user_of`` maps each interaction to its user."""
+    candidates = np.flatnonzero(in_window)
+    users, first = np.unique(user_of[candidates], return_index=True)
+    targets = candidates[first]
+    keep = targets - seqs.offsets[users] >= min_history
+    return eval_split(seqs, users[keep], targets[keep])
 
 
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
