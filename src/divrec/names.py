@@ -17,6 +17,8 @@ TITLE = "title"  # item feature: human-readable title, where the dataset has one
 ITEMS = "items"  # (B, L) left-padded item ids, 0 = padding; training windows
 HISTORY = "history"  # (B, L) left-padded item ids, the most recent L items before the target
 TARGET = "target"  # (B,) the held-out item id
+RATINGS = "ratings"  # (B, L) float ratings aligned with ITEMS (0 = padding); only for sources with ratings
+TARGET_RATING = "target_rating"  # (B,) the held-out interaction's rating; only for sources with ratings
 SEEN = "seen"  # (B, S) right-padded ids of every item to exclude from ranking (0 = none)
 USER_INDEX = "user_index"  # (B,) internal user index, for per-user outputs
 
@@ -44,6 +46,8 @@ TAIL_SHARE = "tail_share"  # share of recommended items in the long tail
 ILD = "ild"  # intra-list diversity, Jaccard distance of category sets
 ILD_EMBEDDING = "ild_emb"  # intra-list diversity, cosine distance of item embeddings
 CATEGORY_COVERAGE = "category_coverage"  # per-user share of the categories covered by the list
+AUC = "auc"  # pointwise: area under the ROC curve of (user, candidate) click probabilities
+LOGLOSS = "logloss"  # pointwise: mean binary cross-entropy of those probabilities
 MISCALIBRATION = "miscalibration"  # Steck 2018 KL(p || q~) of history vs. list category distributions
 
 TRAIN_TIME = "train_time_s"

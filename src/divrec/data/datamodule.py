@@ -22,10 +22,15 @@ from divrec.data.types import EvalSplit, ProcessedData
 from divrec.data.windows import last_items, right_padded, training_windows
 
 
+def leading_padding(x: Tensor) -> int:
+    """How many leading columns are padding in every row of a left-padded (B, L) batch (keeps >= 1 column)."""
+    used = (x != 0).any(dim=0).nonzero()
+    return int(used[0]) if len(used) else x.shape[1] - 1
+
+
 def trim_left(x: Tensor) -> Tensor:
     """Drop leading columns that are padding in every row of a left-padded (B, L) batch (keeps >= 1)."""
-    used = (x != 0).any(dim=0).nonzero()
-    return x[:, int(used[0]) :] if len(used) else x[:, -1:]
+    return x[:, leading_padding(x) :]
 
 
 def trim_right(x: Tensor) -> Tensor:
@@ -47,9 +52,12 @@ class TensorBatches(Dataset):
     def __getitems__(self, rows: list[int]) -> dict[str, Tensor]:
         idx = torch.as_tensor(rows, dtype=torch.long)
         batch = {key: value[idx] for key, value in self.tensors.items()}
-        for key in (names.ITEMS, names.HISTORY):
+        for key, aligned in ((names.ITEMS, names.RATINGS), (names.HISTORY, None)):
             if key in batch:
-                batch[key] = trim_left(batch[key])
+                start = leading_padding(batch[key])
+                batch[key] = batch[key][:, start:]
+                if aligned in batch:  # per-position values stay aligned with their items
+                    batch[aligned] = batch[aligned][:, start:]
         if names.SEEN in batch:
             batch[names.SEEN] = trim_right(batch[names.SEEN])
         return batch
@@ -76,6 +84,8 @@ def eval_tensors(split: EvalSplit, max_len: int) -> dict[str, Tensor]:
         names.TARGET: split.targets.astype(np.int64),
         names.USER_INDEX: split.users.astype(np.int64),
     }
+    if split.target_ratings is not None:
+        tensors[names.TARGET_RATING] = split.target_ratings.astype(np.float32)
     return {key: torch.from_numpy(np.ascontiguousarray(value[order])) for key, value in tensors.items()}
 
 
@@ -128,9 +138,13 @@ class SeqDataModule(pl.LightningDataModule):
             return
         data = self.load()
         windows = training_windows(data.train_offsets, data.train_items, self.max_len + 1, self.stride)
-        windows = windows[(windows != 0).sum(axis=1) >= 2]  # a window needs an input and a target
+        usable = (windows != 0).sum(axis=1) >= 2  # a window needs an input and a target
+        train = {names.ITEMS: torch.from_numpy(windows[usable])}
+        if data.train_ratings is not None:
+            ratings = training_windows(data.train_offsets, data.train_ratings, self.max_len + 1, self.stride)
+            train[names.RATINGS] = torch.from_numpy(ratings[usable].astype(np.float32))
         self.tensors = {
-            names.TRAIN: {names.ITEMS: torch.from_numpy(windows)},
+            names.TRAIN: train,
             names.VAL: eval_tensors(data.val, self.max_len),
             names.TEST: eval_tensors(data.test, self.max_len),
         }
