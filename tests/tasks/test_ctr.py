@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from runhelpers import QUIET, compose_config, run_paths
 
 from divrec import names
 from divrec.data.errors import DataError
 from divrec.models import TransformerBackbone
+from divrec.pipeline import train
 from divrec.tasks import PointwiseCTR
 
 WINDOWS = torch.tensor([[0, 0, 0, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7]])
@@ -68,3 +72,21 @@ def test_evaluation_pairs_label_the_target_by_rating_and_never_sample_seen_items
 def test_a_dataset_without_ratings_is_a_clear_error() -> None:
     with pytest.raises(DataError, match=r"task=ctr needs ratings.*rating_threshold=null"):
         PointwiseCTR().loss(backbone(), {names.ITEMS: WINDOWS})
+
+
+def test_ctr_experiment_reports_auc_and_logloss_on_ml100k(
+    tmp_path: Path, experiment_data_dir: Path, dataset_mirror: Path
+) -> None:
+    overrides = [
+        "experiment=sasrec_ctr_ml100k",
+        "trainer=debug",
+        "data.batch_size=32",
+        "data.eval_batch_size=128",
+        *QUIET,
+        f"paths.data_mirror={dataset_mirror}",
+        *run_paths(tmp_path / "run", experiment_data_dir),
+    ]
+    metrics = train(compose_config("train", overrides))
+    for stage in (names.VAL, names.TEST):
+        assert 0.0 <= metrics[names.metric_key(stage, names.AUC)] <= 1.0
+        assert metrics[names.metric_key(stage, names.LOGLOSS)] > 0.0
