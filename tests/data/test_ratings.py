@@ -1,13 +1,15 @@
-"""Ratings travel with their interactions: preprocessing order, splits, training windows and batch trimming."""
+"""Ratings travel with their interactions (preprocessing, splits, windows, batch trimming); user subsampling."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from datahelpers import raw
 
 from divrec import names
 from divrec.data.datamodule import SeqDataModule, TensorBatches
+from divrec.data.errors import DataError
 from divrec.data.preprocess import Preprocessing
 from divrec.data.splits import LeaveOneOut
 from divrec.data.types import ProcessedData
@@ -51,3 +53,28 @@ def test_training_windows_and_trimmed_batches_keep_ratings_aligned_with_items() 
     test = datamodule.tensors[names.TEST]
     assert torch.equal(test[names.TARGET_RATING], torch.tensor([4.0, 11.0]))
     assert np.isclose(float(train[names.RATINGS].sum()), float(parts.train_ratings.sum()))
+
+
+def test_train_users_fraction_keeps_whole_sequences_of_a_seeded_user_sample() -> None:
+    rows = range(100)  # 20 users x 5 distinct items
+    seqs = Preprocessing()(raw([r // 5 for r in rows], [r % 7 + 10 * (r // 5) for r in rows], list(rows)))
+    parts = LeaveOneOut().split(seqs)
+    data = ProcessedData(
+        n_users=seqs.n_users, n_items=seqs.n_items, train_offsets=parts.train_offsets, train_items=parts.train_items,
+        val=parts.val, test=parts.test, item_raw_ids=seqs.item_raw_ids, user_raw_ids=seqs.user_raw_ids,
+    )
+
+    def windows(fraction: float, seed: int) -> list[list[int]]:
+        datamodule = SeqDataModule(None, None, None, max_len=8, seed=seed, train_users_fraction=fraction)
+        datamodule.data = data
+        datamodule.setup()
+        return datamodule.tensors[names.TRAIN][names.ITEMS].tolist()
+
+    everyone = windows(1.0, 0)
+    quarter = windows(0.25, 0)
+    assert len(everyone) == 20 and len(quarter) == 5  # one window per user here; 25% of 20 users
+    assert all(w in everyone for w in quarter)  # whole, unchanged sequences of the sampled users
+    assert quarter == windows(0.25, 0) and quarter != windows(0.25, 1)
+    assert len(SeqDataModule(None, None, None, seed=0).tensors) == 0
+    with pytest.raises(DataError, match="train_users_fraction"):
+        SeqDataModule(None, None, None, train_users_fraction=0.0)

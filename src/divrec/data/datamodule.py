@@ -16,8 +16,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from divrec import names
+from divrec.data.errors import DataError
 from divrec.data.prepare import prepare_dataset
 from divrec.data.sampling import LengthGroupedBatchSampler
+from divrec.data.splits import ranges
 from divrec.data.types import EvalSplit, ProcessedData
 from divrec.data.windows import last_items, right_padded, training_windows
 
@@ -108,8 +110,15 @@ class SeqDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         group_batches: int = 32,  # batches of similar length are drawn from chunks of this many (1 = plain shuffle)
         seed: int = 0,
+        train_users_fraction: float = 1.0,  # train on this share of users (low-data studies); evaluate on all
     ) -> None:
         super().__init__()
+        if not 0.0 < train_users_fraction <= 1.0:
+            raise DataError(
+                f"data.train_users_fraction={train_users_fraction} must be in (0, 1]; "
+                "e.g. data.train_users_fraction=0.1 trains on 10% of users"
+            )
+        self.train_users_fraction = train_users_fraction
         self.source, self.preprocessing, self.split = source, preprocessing, split
         self.data_dir = Path(data_dir)
         self.mirror = Path(mirror) if mirror else None
@@ -137,17 +146,32 @@ class SeqDataModule(pl.LightningDataModule):
         if self.tensors:
             return
         data = self.load()
-        windows = training_windows(data.train_offsets, data.train_items, self.max_len + 1, self.stride)
+        offsets, items, item_ratings = self._training_sequences(data)
+        windows = training_windows(offsets, items, self.max_len + 1, self.stride)
         usable = (windows != 0).sum(axis=1) >= 2  # a window needs an input and a target
         train = {names.ITEMS: torch.from_numpy(windows[usable])}
-        if data.train_ratings is not None:
-            ratings = training_windows(data.train_offsets, data.train_ratings, self.max_len + 1, self.stride)
+        if item_ratings is not None:
+            ratings = training_windows(offsets, item_ratings, self.max_len + 1, self.stride)
             train[names.RATINGS] = torch.from_numpy(ratings[usable].astype(np.float32))
         self.tensors = {
             names.TRAIN: train,
             names.VAL: eval_tensors(data.val, self.max_len),
             names.TEST: eval_tensors(data.test, self.max_len),
         }
+
+    def _training_sequences(self, data: ProcessedData) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """CSR (offsets, items, ratings) of the training sequences; with ``train_users_fraction`` < 1, only those of
+        a random sample of users (drawn from ``seed``), the others' rows empty."""
+        offsets, items, ratings = data.train_offsets, data.train_items, data.train_ratings
+        if self.train_users_fraction >= 1.0:
+            return offsets, items, ratings
+        rng = np.random.default_rng(self.seed)
+        kept = np.zeros(data.n_users, dtype=np.int64)
+        kept[rng.choice(data.n_users, size=max(1, round(self.train_users_fraction * data.n_users)), replace=False)] = 1
+        lengths = np.diff(offsets) * kept
+        rows = ranges(offsets[:-1], lengths)
+        new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return new_offsets, items[rows], None if ratings is None else ratings[rows]
 
     @property
     def n_items(self) -> int:
