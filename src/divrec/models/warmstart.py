@@ -49,7 +49,8 @@ class VocabularyMatch:
         return int(self.dst.numel())
 
     def summary(self) -> str:
-        return f"{self.n_matched} items matched by raw id, {self.n_fresh} new (fresh embeddings), {self.n_unused} unused"
+        fresh, unused = self.n_fresh, self.n_unused
+        return f"{self.n_matched} items matched by raw id, {fresh} new (fresh embeddings), {unused} unused"
 
 
 def match_items(checkpoint_ids: Sequence[str], dataset_ids: Sequence[str]) -> VocabularyMatch:
