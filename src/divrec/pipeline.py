@@ -28,6 +28,7 @@ from divrec.models.backbone import BackboneConfig, ModelConfigError, Transformer
 from divrec.models.warmstart import save_backbone, warm_start
 from divrec.report import metrics_table, write_config, write_metrics
 from divrec.rerank import Reranker
+from divrec.tasks.finetune import FineTune
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ def init_backbone(cfg: DictConfig, datamodule: SeqDataModule, module: SeqRecModu
     """Warm start (``init_from=<run>/backbone.pt``): backbone weights only, items matched by raw id; returns the
     match counts for metrics.json. Not a resume: ``ckpt_path=`` restores the full trainer state."""
     if not cfg.get("init_from"):
+        if isinstance(module.task, FineTune):
+            log.warning("task=finetune without init_from: training from scratch (the baseline of a warm start)")
         return {}
     match = warm_start(module.backbone, cfg.init_from, datamodule.load().item_raw_ids.tolist())
     print(f"init_from {cfg.init_from}: {match.summary()}", flush=True)
