@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import DictConfig
-from runhelpers import TINY_TRAIN, compose_config, read_metrics, run_paths
+from runhelpers import QUIET, TINY_TRAIN, compose_config, read_metrics, run_paths
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from divrec import names
 from divrec.models.warmstart import WarmStartError
-from divrec.pipeline import train
+from divrec.pipeline import evaluate, train
 
 PARTS = ("cloze", "aap", "map", "contrastive")
 
@@ -77,3 +77,12 @@ def test_backbone_of_another_shape_fails_before_training(pretrained: tuple[Path,
         train(bad)
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_pretraining_checkpoint_evaluates_with_its_heads(pretrained: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = pretrained
+    eval_cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", *QUIET, "trainer=cpu",
+                                       *run_paths(tmp_path / "eval", data)])
+    metrics = evaluate(eval_cfg)
+    stored = read_metrics(run)
+    assert metrics[names.MONITOR] == pytest.approx(stored[names.MONITOR])  # same weights, same cloze query

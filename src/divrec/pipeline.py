@@ -156,6 +156,8 @@ def init_backbone(cfg: DictConfig, datamodule: SeqDataModule, module: SeqRecModu
         return {}
     match = warm_start(module.backbone, cfg.init_from, datamodule.load().item_raw_ids.tolist())
     print(f"init_from {cfg.init_from}: {match.summary()}", flush=True)
+    if match.n_fresh and isinstance(module.task, FineTune) and module.task.freeze_embeddings:
+        log.warning("task.freeze_embeddings=true keeps the %d new items at their random initialisation", match.n_fresh)
     return {names.INIT_MATCHED: match.n_matched, names.INIT_FRESH: match.n_fresh, names.INIT_UNUSED: match.n_unused}
 
 
