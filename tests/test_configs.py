@@ -20,7 +20,7 @@ from divrec.data.base import Source
 from divrec.data.datamodule import SeqDataModule
 from divrec.models import TransformerBackbone
 from divrec.rerank import RerankContext, Reranker
-from divrec.tasks import Objective
+from divrec.tasks import FineTune, Objective, Pretraining
 
 CONF = config_dir()
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -63,7 +63,13 @@ def check_model(cfg: DictConfig, tmp_path: Path) -> None:
 
 
 def check_task(cfg: DictConfig, tmp_path: Path) -> None:
-    assert isinstance(instantiate(cfg.task), Objective)
+    task = instantiate(cfg.task)
+    assert isinstance(task, Objective)
+    if isinstance(task, Pretraining):  # every part with a positive weight is built, each an Objective
+        enabled = [name for name, part in cfg.task.parts.items() if part and part.weight and part.objective]
+        assert list(task.parts) == enabled and all(isinstance(p, Objective) for p in task.parts.values())
+    if isinstance(task, FineTune):
+        assert isinstance(task.objective, Objective) and 0.0 < task.layer_decay <= 1.0
 
 
 def dummy_optimizer(cfg: DictConfig) -> torch.optim.Optimizer:
@@ -181,6 +187,12 @@ def test_csv_data_loads_a_tiny_file(tmp_path: Path) -> None:
     data = datamodule.load()
     assert (data.n_users, data.n_items) == (4, 5)
     assert len(data.test) == 4
+
+
+def test_init_from_is_a_top_level_key_distinct_from_ckpt_path(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["task=finetune", "init_from=b.pt", *run_paths(tmp_path / "out", tmp_path / "d")])
+    assert (cfg.init_from, cfg.ckpt_path) == ("b.pt", None)
+    assert compose_config("train").init_from is None  # off by default, usable with any task
 
 
 def test_default_train_config_selects_the_documented_defaults(tmp_path: Path) -> None:

@@ -63,4 +63,14 @@ def metric_key(stage: str, name: str, k: int | None = None) -> str:
 # files every run writes into its output folder
 METRICS_FILE = "metrics.json"  # final metrics of the run (flat JSON)
 
+def part_loss(part: str) -> str:
+    """Key of one pretraining objective's unweighted loss: ``part_loss("cloze") == "loss_cloze"``."""
+    return f"{LOSS}_{part}"
+
+
+LR_SCALE = "lr_scale"  # optimizer param-group key: factor on the configured learning rate (layer-wise decay)
+BACKBONE_FILE = "backbone.pt"  # every training run writes its backbone (weights, item ids, config) for init_from=
+INIT_MATCHED = "init_matched_items"  # metrics.json after init_from=: items whose embedding came from the checkpoint
+INIT_FRESH = "init_fresh_items"  # dataset items absent from the checkpoint (fresh embeddings)
+INIT_UNUSED = "init_unused_items"  # checkpoint items absent from the dataset
 CONFIG_KEY = "divrec_config"  # where a checkpoint carries the resolved config of the run that wrote it

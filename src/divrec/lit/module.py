@@ -68,7 +68,9 @@ class SeqRecModule(pl.LightningModule):
         return losses[names.LOSS]
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = self.optimizer_factory(params=self.task.parameter_groups(self.backbone, self))
+        for group in optimizer.param_groups:  # layer-wise learning rates (task=finetune), before any scheduler
+            group["lr"] *= group.get(names.LR_SCALE, 1.0)
         if self.scheduler_factory is None:
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
