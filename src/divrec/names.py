@@ -56,4 +56,16 @@ def metric_key(stage: str, name: str, k: int | None = None) -> str:
     return f"{stage}/{name}" if k is None else f"{stage}/{name}@{k}"
 
 
+# --- run-folder files (written by every run; read by `divrec compare`) ------------------------------------------
+METRICS_FILE = "metrics.json"  # flat {metric key: value} of the finished run
+CONFIG_FILE = "config.yaml"  # the resolved run config
+OVERRIDES_FILE = ".hydra/overrides.yaml"  # Hydra's record of the command-line overrides of the run
+PER_USER_FILE = "per_user.parquet"  # one row per test user: USER_INDEX + every per-user test metric
+STATUS_FILE = "status.json"  # {"status": RUNNING|COMPLETED|FAILED, "error": one line or null}
+PROGRESS_FILE = "progress.json"  # sweep folder: jobs done / total and best so far
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+INCOMPLETE = "incomplete"  # `divrec compare`: a run folder that neither completed nor recorded a failure
+
 CONFIG_KEY = "divrec_config"  # where a checkpoint carries the resolved config of the run that wrote it
