@@ -68,4 +68,10 @@ COMPLETED = "completed"
 FAILED = "failed"
 INCOMPLETE = "incomplete"  # `divrec compare`: a run folder that neither completed nor recorded a failure
 
+# --- `divrec compare` outputs (in its --out folder) ---------------------------------------------------------------
+COMPARE_RUNS_CSV = "runs.csv"  # one row per run: status, varying parameters, every metric, error
+COMPARE_GROUPS_CSV = "groups.csv"  # one row per configuration (runs differing only by seed): mean and std
+COMPARE_REPORT = "compare.md"  # the Markdown tables and the significance test
+COMPARE_SIGNIFICANCE = "significance.json"  # the paired test between the best two configurations
+
 CONFIG_KEY = "divrec_config"  # where a checkpoint carries the resolved config of the run that wrote it

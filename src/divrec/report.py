@@ -8,12 +8,15 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from divrec import names
+
+if TYPE_CHECKING:
+    import torch
 
 _KEY = re.compile(r"^(?P<stage>[^/]+)/(?P<name>[^@]+)@(?P<k>\d+)$")
 

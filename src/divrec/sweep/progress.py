@@ -41,7 +41,9 @@ class Progress:
         if self.total and 0 < self.done < self.total:
             text += f", ~{self.elapsed_s / self.done * (self.total - self.done):.0f} s left"
         if self.best_value is not None:
-            text += f" · best {self.metric} = {self.best_value:.4f} (job {self.best_job}: {' '.join(self.best_overrides)})"
+            text += (
+                f" · best {self.metric} = {self.best_value:.4f} (job {self.best_job}: {' '.join(self.best_overrides)})"
+            )
         return text
 
 
@@ -105,8 +107,13 @@ def summarize(
         if value is not None and (best is None or (value > best[0] if maximize else value < best[0])):
             best = (value, run_dir)
     return Progress(
-        done=done, failed=failed, total=total, metric=metric, best_value=None if best is None else best[0],
-        best_job=None if best is None else best[1].name, best_overrides=[] if best is None else _overrides(best[1], keys),
+        done=done,
+        failed=failed,
+        total=total,
+        metric=metric,
+        best_value=None if best is None else best[0],
+        best_job=None if best is None else best[1].name,
+        best_overrides=[] if best is None else _overrides(best[1], keys),
         elapsed_s=round(elapsed_s, 1),
     )
 
