@@ -60,8 +60,23 @@ def metric_key(stage: str, name: str, k: int | None = None) -> str:
     return f"{stage}/{name}" if k is None else f"{stage}/{name}@{k}"
 
 
-# files every run writes into its output folder
-METRICS_FILE = "metrics.json"  # final metrics of the run (flat JSON)
+# --- run-folder files (written by every run; read by `divrec compare`) ------------------------------------------
+METRICS_FILE = "metrics.json"  # flat {metric key: value} of the finished run
+CONFIG_FILE = "config.yaml"  # the resolved run config
+OVERRIDES_FILE = ".hydra/overrides.yaml"  # Hydra's record of the command-line overrides of the run
+PER_USER_FILE = "per_user.parquet"  # one row per test user: USER_INDEX + every per-user test metric
+STATUS_FILE = "status.json"  # {"status": RUNNING|COMPLETED|FAILED, "error": one line or null}
+PROGRESS_FILE = "progress.json"  # sweep folder: jobs done / total and best so far
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+INCOMPLETE = "incomplete"  # `divrec compare`: a run folder that neither completed nor recorded a failure
+
+# --- `divrec compare` outputs (in its --out folder) ---------------------------------------------------------------
+COMPARE_RUNS_CSV = "runs.csv"  # one row per run: status, varying parameters, every metric, error
+COMPARE_GROUPS_CSV = "groups.csv"  # one row per configuration (runs differing only by seed): mean and std
+COMPARE_REPORT = "compare.md"  # the Markdown tables and the significance test
+COMPARE_SIGNIFICANCE = "significance.json"  # the paired test between the best two configurations
 
 def part_loss(part: str) -> str:
     """Key of one pretraining objective's unweighted loss: ``part_loss("cloze") == "loss_cloze"``."""

@@ -26,7 +26,7 @@ from divrec.lit.module import SeqRecModule
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
 from divrec.models.backbone import BackboneConfig, ModelConfigError, TransformerBackbone
 from divrec.models.warmstart import save_backbone, warm_start
-from divrec.report import metrics_table, write_config, write_metrics
+from divrec.report import metrics_table, write_config, write_metrics, write_per_user
 from divrec.rerank import Reranker
 from divrec.tasks.finetune import FineTune
 
@@ -96,6 +96,8 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
 def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], output_dir: Path) -> dict[str, float]:
     """Write metrics.json, log hparams with the final metrics, print the test table."""
     write_metrics(output_dir, metrics)
+    if trainer.is_global_zero:
+        write_per_user(output_dir, getattr(trainer.lightning_module, "test_per_user", {}))
     for logger in trainer.loggers:
         hparams = _flat_hparams(cfg)
         if isinstance(logger, TensorBoardLogger):

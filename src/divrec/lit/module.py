@@ -50,6 +50,7 @@ class SeqRecModule(pl.LightningModule):
         self.diversity = torch.nn.ModuleDict(dict(diversity or {}))
         self.diversity_during_fit = diversity_during_fit
         self.run_config: dict[str, Any] | None = None  # the resolved run config, stored in every checkpoint
+        self.test_per_user: dict[str, Tensor] = {}  # per-user values of the last test epoch (per_user.parquet)
         self.evaluators = torch.nn.ModuleDict(
             {s: RankingEvaluator(stage=s, n_items=backbone.n_items, ks=list(ks)) for s in (names.VAL, names.TEST)}
         )
@@ -108,7 +109,9 @@ class SeqRecModule(pl.LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         evaluators = [self.evaluators[stage], *([self.diversity[stage]] if self._measures_diversity(stage) else [])]
-        evaluators += [self.pointwise[stage]] if stage in self.pointwise else []
+        if stage == names.TEST:  # same users in the same order in every evaluator of the stage
+            self.test_per_user = {k: v.detach().cpu() for e in evaluators for k, v in e.per_user().items()}
+        evaluators += [self.pointwise[stage]] if stage in self.pointwise else []  # pairs, not users: no per-user
         for evaluator in evaluators:
             self.log_dict(evaluator.compute(), prog_bar=False, sync_dist=False)
             evaluator.reset()
