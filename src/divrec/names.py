@@ -57,3 +57,8 @@ def metric_key(stage: str, name: str, k: int | None = None) -> str:
 
 
 CONFIG_KEY = "divrec_config"  # where a checkpoint carries the resolved config of the run that wrote it
+
+# --- explanations (divrec recommend explain=true): "|"-joined, strongest first, like CATEGORIES ----------------
+BECAUSE_OF = "because_of"  # raw ids of the history items that weighted the recommended item most
+BECAUSE_OF_TITLE = "because_of_title"  # their titles, where the dataset has them
+BECAUSE_OF_WEIGHT = "because_of_weight"  # their gradient × input attribution shares

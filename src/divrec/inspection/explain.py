@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
+from divrec import names
+from divrec.data.types import ProcessedData
 from divrec.lit.module import SeqRecModule
 
 
@@ -73,3 +77,36 @@ def explain(module: SeqRecModule, history: Tensor, recommended: Tensor, top: int
         pad = (0, top - n)
         items, weights = torch.nn.functional.pad(items, pad), torch.nn.functional.pad(weights, pad)
     return Explanation(items=items, weights=weights)
+
+
+def explain_lists(
+    module: SeqRecModule, history: Tensor, recommended: np.ndarray, top: int, batch_size: int = 1024
+) -> Explanation:
+    """``explain`` over many users in batches: (U, L) histories, (U, k) recommended ids (0 = empty slot)."""
+    chunks = [
+        explain(module, history[i : i + batch_size], torch.from_numpy(recommended[i : i + batch_size]), top)
+        for i in range(0, len(history), batch_size)
+    ]
+    if not chunks:
+        empty = torch.zeros((0, recommended.shape[1], top))
+        return Explanation(items=empty.long(), weights=empty)
+    return Explanation(torch.cat([c.items for c in chunks]), torch.cat([c.weights for c in chunks]))
+
+
+def with_explanations(frame: pd.DataFrame, data: ProcessedData, ids: np.ndarray, why: Explanation) -> pd.DataFrame:
+    """``frame`` (``recommend.as_frame`` of ``ids``: one row per non-empty slot, user-major) plus the columns
+    ``because_of`` (raw ids), ``because_of_title`` (where the dataset has titles) and ``because_of_weight``."""
+    keep = ids.reshape(-1) != 0
+    items = why.items.reshape(-1, why.items.shape[-1]).numpy()[keep]  # (rows, top)
+    weights = why.weights.reshape(-1, why.weights.shape[-1]).numpy()[keep]
+    found = items != 0
+
+    def joined(values: np.ndarray) -> list[str]:
+        return ["|".join(row[mask]) for row, mask in zip(values, found, strict=True)]
+
+    frame = frame.copy()
+    frame[names.BECAUSE_OF] = joined(data.item_raw_ids[items].astype(str))
+    if data.item_titles is not None:
+        frame[names.BECAUSE_OF_TITLE] = joined(data.item_titles[items].astype(str))
+    frame[names.BECAUSE_OF_WEIGHT] = joined(np.char.mod("%.4f", weights))
+    return frame
