@@ -87,7 +87,10 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # a learning-rate curve needs somewhere to go
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    profiler = instantiate(cfg.profiler) if cfg.get("profiler") else None
+    return instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, default_root_dir=str(output_dir)
+    )
 
 
 def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], output_dir: Path) -> dict[str, float]:
