@@ -22,7 +22,7 @@ ANNOTATIONS = ("[pl]", "ProfilerStep")  # Lightning's and the schedule's own ran
 class OperatorTableProfiler(PyTorchProfiler):
     """``PyTorchProfiler`` that records steps ``wait + warmup`` .. ``+ active`` of each step kind once, writes each
     recorded cycle's trace to ``dirpath`` and, at the end of each stage (fit, validate, test), the ``row_limit``
-    operators with the most self time (CUDA when profiling a GPU, else CPU) over all its recorded cycles to
+    operators with the most self time (device time when a GPU is present, else CPU) over all its recorded cycles to
     ``<dirpath>/<stage>-operators.txt`` and the log."""
 
     def __init__(self, dirpath: str, row_limit: int = 15, wait: int = 1, warmup: int = 1, active: int = 3) -> None:
@@ -30,7 +30,7 @@ class OperatorTableProfiler(PyTorchProfiler):
         super().__init__(
             dirpath=dirpath, filename=OPERATORS, row_limit=row_limit, schedule=schedule, on_trace_ready=self._ready
         )
-        self.sort_key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        self.sort_key = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
         self.needed_steps = wait + warmup + 1
         self._action = ""
         self._recorded: dict[str, FunctionEventAvg] = {}  # operator → totals over the stage's recorded cycles
