@@ -170,7 +170,7 @@ def train_phase(cfg: Any, args: argparse.Namespace, datamodule: Any, data: Any, 
     """One training epoch (or its first ``--train-batches`` steps) through ``pytorch_lightning.Trainer.fit``."""
     backbone = instantiate(cfg.model, n_items=args.items)
     task = instantiate(cfg.task)
-    task.attach_data(data)
+    task.bind(backbone, data)
     module = SeqRecModule(backbone=backbone, task=task, optimizer=instantiate(cfg.optim), ks=list(cfg.metrics.ks),
                           eval_chunk_size=cfg.metrics.eval_chunk_size)
     timer = EpochTimer()

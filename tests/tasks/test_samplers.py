@@ -71,13 +71,13 @@ def test_popularity_counts_come_from_the_training_sequences() -> None:
                          val=empty, test=empty, item_raw_ids=np.array(["", "a", "b", "c", "d"]),
                          user_raw_ids=np.array(["u", "v"]))
     task = NextItemSampledSoftmax(n_negatives=4, sampler=PopularitySampler(alpha=1.0))
-    task.attach_data(data)
+    task.bind(TransformerBackbone(n_items=4, max_len=2, hidden_size=4, n_heads=1, n_layers=1, ffn_size=4), data)
     q = task.sampler.log_q(torch.arange(1, 5), 4).exp()
     torch.testing.assert_close(q, torch.tensor([3 / 5, 0, 1 / 5, 1 / 5], dtype=torch.float64))
 
 
 def test_popularity_sampler_without_data_is_a_clear_error() -> None:
-    with pytest.raises(SamplerError, match="attach_data"):
+    with pytest.raises(SamplerError, match="bind"):
         PopularitySampler().sample((3,), 4, torch.device("cpu"))
     with pytest.raises(SamplerError, match="no item"):
         popularity([0, 0, 0])

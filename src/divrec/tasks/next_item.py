@@ -50,6 +50,12 @@ def softmax_ce(
     return chunked_cross_entropy(hidden, table, targets - 1, chunk_size, label_smoothing)
 
 
+def sample_negatives(n: int, n_neg: int, n_items: int, device: torch.device) -> Tensor:
+    """(n, n_neg) item ids drawn uniformly from 1..n_items (a sampled id may equal the positive; its effect on
+    the loss is O(1/n_items) and the original SASRec accepts the same)."""
+    return UniformSampler().sample((n, n_neg), n_items, device)
+
+
 class SampledNegatives(Objective):
     """Base of the next-item objectives that score each positive against ``n_negatives`` items drawn by
     ``sampler`` (default: uniform over 1..n_items, with replacement)."""
@@ -63,8 +69,8 @@ class SampledNegatives(Objective):
         self.n_negatives = n_negatives
         self.sampler = sampler if sampler is not None else UniformSampler()
 
-    def attach_data(self, data: ProcessedData) -> None:
-        self.sampler.attach_data(data)
+    def bind(self, backbone: TransformerBackbone, data: ProcessedData) -> None:
+        self.sampler.attach_data(data)  # e.g. popularity counts
 
     def sample(self, shape: tuple[int, ...], backbone: TransformerBackbone) -> Tensor:
         """Negative item ids of ``shape`` (a sampled id may equal the positive; see each objective)."""

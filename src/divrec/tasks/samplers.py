@@ -3,7 +3,7 @@
 A sampler draws item ids in ``1..n_items`` independently (with replacement) from a distribution ``q``; ``log_q``
 returns ``log q(i)``, which sampled softmax subtracts (log-Q correction) so that its gradient is an unbiased-in-the-
 limit estimate of full softmax's. Chosen by Hydra (``task.sampler._target_``); a sampler that needs training
-statistics gets them through ``attach_data`` before training.
+statistics gets them through ``attach_data`` (from the objective's ``bind``) before training.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class PopularitySampler(NegativeSampler):
 
     def sample(self, shape: tuple[int, ...], n_items: int, device: torch.device) -> Tensor:
         if self.cdf.numel() == 0:
-            raise SamplerError("PopularitySampler has no item counts; the pipeline calls task.attach_data(data)")
+            raise SamplerError("PopularitySampler has no item counts; the pipeline calls task.bind(backbone, data)")
         u = torch.rand(shape, dtype=torch.float64, device=self.cdf.device) * self.cdf[-1]
         ids = torch.searchsorted(self.cdf, u, right=True).clamp_(1, self.cdf.numel() - 1)
         return ids.to(device)
