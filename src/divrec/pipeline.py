@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from divrec import names
+from divrec.checkpointing import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_path
 from divrec.data.datamodule import SeqDataModule
 from divrec.data.types import ProcessedData
-from divrec.errors import UserError
 from divrec.lit.module import SeqRecModule
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
 from divrec.models.backbone import BackboneConfig, ModelConfigError, TransformerBackbone
@@ -87,7 +86,11 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # a learning-rate curve needs somewhere to go
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
+    plugins.append(AtomicCheckpointIO())  # every checkpoint written atomically and read safely
+    return instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, default_root_dir=str(output_dir)
+    )
 
 
 def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], output_dir: Path) -> dict[str, float]:
@@ -125,14 +128,18 @@ def _stage_metrics(results: list[dict[str, float]]) -> dict[str, float]:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, then evaluate the best checkpoint (by ``callbacks.model_checkpoint.monitor``) on val and test."""
+    """Fit (resuming ``ckpt_path``; ``last`` = this run folder's last.ckpt), then evaluate the best checkpoint (by
+    ``callbacks.model_checkpoint.monitor``) on val and test."""
     output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resume_path(cfg)
+    if ckpt_path:  # a bad or foreign checkpoint fails here, before anything is written
+        check_resumable(cfg, read_checkpoint(ckpt_path, mmap=True), ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     write_config(output_dir, cfg)
     datamodule, module = build(cfg)
     trainer = make_trainer(cfg, output_dir)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     train_time = time.perf_counter() - start
     best = _best_checkpoint(trainer)
     metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
@@ -150,13 +157,7 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 def load_checkpoint(path: str) -> dict[str, Any]:
     """Read a checkpoint with safe deserialisation (tensors and plain containers only, no pickled code)."""
-    if not Path(path).is_file():
-        raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<run folder>/checkpoints/<file>.ckpt")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated file, not a checkpoint, unsafe content
-        reason = f"{err.__class__.__name__}: {err}".splitlines()[0]
-        raise UserError(f"cannot read checkpoint {path} ({reason}); is it complete and written by divrec?") from err
+    return read_checkpoint(path)
 
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
