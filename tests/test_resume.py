@@ -1,0 +1,143 @@
+"""Preemption-safe resume, end to end: a ``divrec train`` process SIGKILLed in the middle of an epoch and resumed
+with ``ckpt_path=last`` ends with the same metrics.json as an uninterrupted run; bad checkpoints fail clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+from runhelpers import TINY_TRAIN, Run, compose_config, leftovers, read_metrics, run_paths
+
+from divrec import names
+from divrec.checkpointing import LAST_FILE, CheckpointError, read_checkpoint
+from divrec.pipeline import train
+
+TESTS = Path(__file__).resolve().parent
+EPOCHS, KILL_EPOCH, KILL_BATCH = 4, 2, 1  # killed at the second batch of the third epoch (0-based epoch 2)
+RUN = [*TINY_TRAIN, f"trainer.max_epochs={EPOCHS}", "trainer.deterministic=true", "logger=none"]
+NOT_REPRODUCIBLE = {names.TRAIN_TIME}  # wall-clock time of the (resumed) fit
+
+
+def start_train(run_dir: Path, data_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    """``python -m divrec train`` resuming in place: the run folder is fixed with hydra.run.dir."""
+    python_path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env |= {"PYTHONPATH": python_path, "OMP_NUM_THREADS": "1"}
+    args = [*RUN, f"hydra.run.dir={run_dir}", f"paths.data_dir={data_dir}", *extra]
+    return subprocess.Popen(
+        [sys.executable, "-m", "divrec", "train", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finished(process: subprocess.Popen[str], timeout: float = 180) -> None:
+    _, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stderr[-3000:]
+
+
+def wait_for(marker: Path, process: subprocess.Popen[str], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert process.poll() is None, f"the run ended before it reached the kill point: {process.stderr.read()}"
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(0.05)
+
+
+def timeline(run_dir: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run_dir / "timeline.jsonl").read_text().splitlines()]
+
+
+def assert_same_metrics(resumed: dict[str, float], expected: dict[str, float]) -> None:
+    assert set(resumed) == set(expected)
+    assert resumed[names.EPOCHS] == expected[names.EPOCHS] == EPOCHS
+    for key, value in expected.items():
+        if key not in NOT_REPRODUCIBLE:
+            assert math.isclose(resumed[key], value, rel_tol=0, abs_tol=1e-7), key
+
+
+def tiny_resume_cfg(run_dir: Path, data_dir: Path, *extra: str) -> DictConfig:
+    return compose_config("train", [*RUN, *run_paths(run_dir, data_dir), *extra])
+
+
+@pytest.mark.slow  # three process start-ups (~15 s on an idle 2-core machine, far more when it is busy)
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) -> None:
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    marker = tmp_path / "epoch-2-started"
+    pause = [
+        "+callbacks.pause._target_=pausing.PauseAt",
+        f"+callbacks.pause.epoch={KILL_EPOCH}",
+        f"+callbacks.pause.batch={KILL_BATCH}",
+        f"+callbacks.pause.marker={marker}",
+    ]
+    victim = start_train(killed, tmp_path / "data", *pause)
+    try:  # meanwhile, the same run uninterrupted (in this process: one start-up fewer)
+        train(tiny_resume_cfg(whole, tmp_path / "data-whole"))
+        wait_for(marker, victim)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=60)
+    assert victim.returncode == -signal.SIGKILL
+    assert not (killed / "metrics.json").exists()
+    last = read_checkpoint(killed / "checkpoints" / LAST_FILE)
+    assert last["epoch"] == KILL_EPOCH - 1  # the run died after this checkpoint, inside the next epoch
+    assert not [p for p in leftovers(killed / "checkpoints") if p.endswith(".partial")]
+
+    finished(start_train(killed, tmp_path / "data", "ckpt_path=last"))
+
+    assert_same_metrics(read_metrics(killed), read_metrics(whole))
+    rows, expected_rows = timeline(killed), timeline(whole)
+    assert [r["epoch"] for r in rows] == list(range(EPOCHS))  # continued, no epoch twice
+    val_ndcg = names.metric_key(names.VAL, names.NDCG, 10)
+    assert [r[val_ndcg] for r in rows] == [r[val_ndcg] for r in expected_rows]
+
+
+def test_stopped_run_resumed_in_place_continues_exactly(tmp_path: Path) -> None:
+    """The in-process version of the SIGKILL test (default suite): a run stopped after 2 of 4 epochs and resumed
+    with ckpt_path=last (model, optimizer, loops, early stopping, best checkpoint, random states, data order) ends
+    exactly like the run that was never stopped."""
+    whole = train(tiny_resume_cfg(tmp_path / "whole", tmp_path / "data"))
+    train(tiny_resume_cfg(tmp_path / "resumed", tmp_path / "data", "trainer.max_epochs=2"))
+    resumed = train(tiny_resume_cfg(tmp_path / "resumed", tmp_path / "data", "ckpt_path=last"))
+    assert_same_metrics(resumed, whole)
+    assert read_metrics(tmp_path / "resumed") == resumed
+    assert [r["epoch"] for r in timeline(tmp_path / "resumed")] == list(range(EPOCHS))
+
+
+def test_ckpt_path_last_without_a_checkpoint_starts_from_scratch(tmp_path: Path) -> None:
+    """What a requeued job sees on its first launch: nothing to resume yet, so it trains normally."""
+    metrics = train(tiny_resume_cfg(tmp_path / "run", tmp_path / "data", "ckpt_path=last", "trainer.max_epochs=1"))
+    assert metrics[names.EPOCHS] == 1
+    assert (tmp_path / "run" / "checkpoints" / LAST_FILE).is_file()
+
+
+def test_resuming_a_truncated_checkpoint_is_one_clear_error(tmp_path: Path, tiny_run: Run) -> None:
+    whole = (tiny_run.run_dir / "checkpoints" / LAST_FILE).read_bytes()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint") as err:
+        train(tiny_resume_cfg(tmp_path / "run", tmp_path / "data", f"ckpt_path={truncated}"))
+    message = str(err.value)
+    assert str(truncated) in message and "truncated" in message and "\n" not in message
+    assert leftovers(tmp_path / "run") == [] and not (tmp_path / "data").exists()  # failed before writing anything
+
+
+def test_resuming_under_another_config_is_one_clear_error(tmp_path: Path, tiny_run: Run) -> None:
+    last = tiny_run.run_dir / "checkpoints" / LAST_FILE
+    cfg = compose_config("train", [*tiny_run.overrides, f"ckpt_path={last}", "model.hidden_size=32", "seed=5"])
+    cfg.paths.output_dir = str(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="cannot resume") as err:
+        train(cfg)
+    message = str(err.value)
+    assert "model.hidden_size=16 there, 32 now" in message and "seed=0 there, 5 now" in message
+    assert "\n" not in message and leftovers(tmp_path / "run") == []
