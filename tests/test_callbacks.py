@@ -17,7 +17,8 @@ from divrec.checkpointing import AtomicCheckpointIO
 
 
 def draws() -> tuple[Any, ...]:
-    return random.random(), np.random.rand(3).tolist(), np.random.randn(), torch.rand(3).tolist()
+    cuda = torch.rand(3, device="cuda").tolist() if torch.cuda.is_available() else None  # CUDA: where there is one
+    return random.random(), np.random.rand(3).tolist(), np.random.randn(), torch.rand(3).tolist(), cuda
 
 
 def test_random_states_round_trip_through_a_safely_loaded_checkpoint(tmp_path: Path) -> None:
@@ -25,6 +26,7 @@ def test_random_states_round_trip_through_a_safely_loaded_checkpoint(tmp_path: P
     np.random.seed(1)
     torch.manual_seed(1)
     np.random.randn()  # numpy caches the second Gaussian of a pair: part of its state
+    draws()  # initialises CUDA where there is one
     io = AtomicCheckpointIO()
     io.save_checkpoint({"state_dict": {}, "callbacks": {"RandomState": RandomState().state_dict()}}, tmp_path / "c")
     expected = draws()
