@@ -147,6 +147,8 @@ def test_resumable_only_under_the_same_training_config() -> None:
     same_elsewhere = {**stored, "data": {**stored["data"], "data_dir": "/b"}, "trainer": {"max_epochs": 9}}
     check_resumable(OmegaConf.create(same_elsewhere), checkpoint, "x.ckpt")  # data location, epochs: fine
     check_resumable(OmegaConf.create({"seed": 1}), {"state_dict": {}}, "old.ckpt")  # no stored config: no check
+    newer = {**stored, "model": {"hidden_size": 16, "option_added_later": 1}, "rerank": {"lambda_": 0.5}}
+    check_resumable(OmegaConf.create(newer), checkpoint, "x.ckpt")  # keys the checkpoint predates are not compared
     other = {**stored, "data": {**stored["data"], "source": {"n_users": 61}}}
     with pytest.raises(CheckpointError, match=r"data\.source\.n_users=60 there, 61 now"):
         check_resumable(OmegaConf.create(other), checkpoint, "x.ckpt")

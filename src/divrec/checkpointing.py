@@ -145,7 +145,8 @@ def check_resumable(cfg: DictConfig, checkpoint: dict[str, Any], path: str) -> N
     diffs = [
         f"{key}={old!r} there, {new!r} now"
         for group in RESUME_GROUPS
-        for key, old, new in _differences(group, stored.get(group), current.get(group))
+        if group in stored
+        for key, old, new in _differences(group, stored[group], current.get(group))
     ]
     if diffs:
         shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
@@ -156,10 +157,12 @@ def check_resumable(cfg: DictConfig, checkpoint: dict[str, Any], path: str) -> N
 
 
 def _differences(key: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
+    """(key, stored, current) for every stored key whose value changed; keys only the current config has (options
+    added to divrec after the checkpoint was written) are not compared."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [
             diff
-            for k in sorted(set(old) | set(new), key=str)
+            for k in sorted(old, key=str)
             if k not in MACHINE_KEYS
             for diff in _differences(f"{key}.{k}", old.get(k), new.get(k))
         ]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
+from lightning_fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -87,7 +88,8 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     if not loggers:  # a learning-rate curve needs somewhere to go
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
-    plugins.append(AtomicCheckpointIO())  # every checkpoint written atomically and read safely
+    if not any(isinstance(p, CheckpointIO) for p in plugins):  # unless the config brings its own
+        plugins.append(AtomicCheckpointIO())  # every checkpoint written atomically and read safely
     return instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, default_root_dir=str(output_dir)
     )
