@@ -118,7 +118,7 @@ def test_ckpt_path_last_means_this_run_folders_last_checkpoint(tmp_path: Path, c
     def cfg(ckpt_path: Any, dirpath: str | None = None) -> Any:
         node: dict[str, Any] = {"ckpt_path": ckpt_path, "paths": {"output_dir": str(tmp_path / "run")}}
         if dirpath:
-            node["callbacks"] = {"model_checkpoint": {"dirpath": dirpath}}
+            node["callbacks"] = {"last_checkpoint": {"dirpath": dirpath}}
         return OmegaConf.create(node)
 
     assert resume_path(cfg(None)) is None

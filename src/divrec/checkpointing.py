@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SAFE_GLOBALS: list[Any] = []  # classes allowed in a checkpoint beyond tensors, numbers, strings and containers
 LAST = "last"  # ckpt_path=last: this run folder's latest checkpoint
-LAST_FILE = "last.ckpt"  # what ModelCheckpoint(save_last=True) writes
+LAST_FILE = "last.ckpt"  # what conf/callbacks/default.yaml's last_checkpoint writes after every epoch
 
 
 class CheckpointError(UserError):
@@ -114,15 +114,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def resume_path(cfg: DictConfig) -> str | None:
     """The checkpoint ``divrec train`` resumes from: ``ckpt_path=last`` means ``last.ckpt`` in this run's checkpoint
-    folder (``callbacks.model_checkpoint.dirpath``; run again with ``hydra.run.dir=<run folder>`` to resume in
-    place); if there is none yet, training starts from scratch (so a requeued job can always pass
-    ``ckpt_path=last``). Any other value is a checkpoint file."""
+    folder (``callbacks.last_checkpoint.dirpath``, else ``<output_dir>/checkpoints``; run again with
+    ``hydra.run.dir=<run folder>`` to resume in place); if there is none yet, training starts from scratch (so a
+    requeued job can always pass ``ckpt_path=last``). Any other value is a checkpoint file."""
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path:
         return None
     if ckpt_path != LAST:
         return str(ckpt_path)
-    folder = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath", default=None)
+    folder = OmegaConf.select(cfg, "callbacks.last_checkpoint.dirpath", default=None)
     last = Path(folder or Path(cfg.paths.output_dir) / "checkpoints") / LAST_FILE
     if last.is_file():
         return str(last)
