@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from divrec import names
 from divrec.data.prepare import prepare_dataset
-from divrec.data.sampling import EpochPermutation, LengthGroupedBatchSampler
+from divrec.data.sampling import EpochBatchSampler
 from divrec.data.types import EvalSplit, ProcessedData
 from divrec.data.windows import last_items, right_padded, training_windows
 
@@ -151,8 +151,7 @@ class SeqDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         windows = self.tensors[names.TRAIN][names.ITEMS]
-        order = EpochPermutation(len(windows), self.seed)  # a function of (seed, epoch): resumable
-        sampler = LengthGroupedBatchSampler((windows != 0).sum(1), self.batch_size, order, self.group_batches)
+        sampler = EpochBatchSampler((windows != 0).sum(1), self.batch_size, self.seed, self.group_batches)
         return self._loader(names.TRAIN, batch_sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:

@@ -10,63 +10,60 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 
-class EpochPermutation(Sampler[int]):
-    """A random permutation of ``range(n)`` per epoch that is a pure function of (``seed``, epoch).
-
-    Lightning calls ``set_epoch`` before every training epoch (also on the sampler of a batch sampler), so a run
-    resumed at epoch e replays exactly the order the uninterrupted run drew at epoch e.
-    """
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def generator(self) -> torch.Generator:
-        """A fresh generator for this epoch; its seed mixes (seed, epoch) so that nearby pairs do not collide."""
-        seed = np.random.SeedSequence([self.seed % 2**64, self.epoch]).generate_state(1, np.uint64)[0]
-        return torch.Generator().manual_seed(int(seed) % 2**63)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[int]:
-        yield from torch.randperm(self.n, generator=self.generator()).tolist()
-
-
 class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Shuffled batches whose rows have similar lengths (the "group by length" trick of NLP trainers).
 
     Each epoch: a random permutation is cut into chunks of ``group_batches`` batches; each chunk is sorted by length
     and cut into batches; the batch order is shuffled. Every row is used once per epoch; randomness comes only from
-    ``sampler`` (its generator for the current epoch), so (seed, epoch) gives the same batches, whatever ran before.
-    ``group_batches=1`` is plain shuffling.
+    ``generator`` (seeded by the datamodule), so a seed gives the same batches. ``group_batches=1`` is plain shuffling.
     """
 
-    def __init__(self, lengths: Tensor, batch_size: int, sampler: EpochPermutation, group_batches: int = 32) -> None:
+    def __init__(self, lengths: Tensor, batch_size: int, generator: torch.Generator, group_batches: int = 32) -> None:
         if batch_size < 1 or group_batches < 1:
             raise ValueError(f"batch_size={batch_size} and group_batches={group_batches} must be >= 1")
-        if len(sampler) != len(lengths):
-            raise ValueError(f"the sampler draws {len(sampler)} rows but there are {len(lengths)} lengths")
         self.lengths = lengths
         self.batch_size, self.group_batches = batch_size, group_batches
-        self.sampler = sampler  # the name Lightning looks for when it calls set_epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
+        self.generator = generator
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = self.sampler.generator()
-        perm = torch.randperm(len(self.lengths), generator=generator)
+        perm = torch.randperm(len(self.lengths), generator=self.generator)
         chunk = self.batch_size * self.group_batches
         batches: list[Tensor] = []
         for start in range(0, len(perm), chunk):
             rows = perm[start : start + chunk]
             rows = rows[torch.argsort(self.lengths[rows], descending=True, stable=True)]
             batches.extend(rows.split(self.batch_size))
-        for b in torch.randperm(len(batches), generator=generator).tolist():
+        for b in torch.randperm(len(batches), generator=self.generator).tolist():
             yield batches[b].tolist()
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit generator seed mixing the run's seed and the epoch (nearby pairs do not collide)."""
+    return int(np.random.SeedSequence([int(seed) % 2**64, int(epoch)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """:class:`LengthGroupedBatchSampler` batches whose order is a pure function of ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before every training epoch (on ``batch_sampler.sampler``, which is this object),
+    also after a resume, so a run resumed at epoch e replays exactly the batches the uninterrupted run drew at e,
+    whatever ran before.
+    """
+
+    def __init__(self, lengths: Tensor, batch_size: int, seed: int, group_batches: int = 32) -> None:
+        self.lengths, self.batch_size, self.seed, self.group_batches = lengths, batch_size, seed, group_batches
+        self.epoch = 0
+        self.sampler = self  # where Lightning looks for set_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        yield from LengthGroupedBatchSampler(self.lengths, self.batch_size, generator, self.group_batches)
