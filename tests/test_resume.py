@@ -117,7 +117,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_metrics(tmp_path:
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=60)
     assert victim.returncode == -signal.SIGKILL
-    assert not (killed / "metrics.json").exists()
+    assert not (killed / names.METRICS_FILE).exists()
     last = read_checkpoint(killed / "checkpoints" / LAST_FILE)
     assert last["epoch"] == KILL_EPOCH - 1  # the run died after this checkpoint, inside the next epoch
     assert not [p for p in leftovers(killed / "checkpoints") if p.endswith(".partial")]
