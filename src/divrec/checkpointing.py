@@ -141,12 +141,11 @@ def check_resumable(cfg: DictConfig, checkpoint: dict[str, Any], path: str) -> N
     stored = checkpoint.get(names.CONFIG_KEY)
     if stored is None:
         return
-    current = OmegaConf.to_container(cfg, resolve=True)
     diffs = [
         f"{key}={old!r} there, {new!r} now"
         for group in RESUME_GROUPS
         if group in stored
-        for key, old, new in _differences(group, stored[group], current.get(group))
+        for key, old, new in _differences(group, stored[group], _plain(cfg.get(group)))
     ]
     if diffs:
         shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
@@ -167,3 +166,7 @@ def _differences(key: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
             for diff in _differences(f"{key}.{k}", old.get(k), new.get(k))
         ]
     return [] if old == new else [(key, old, new)]
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
