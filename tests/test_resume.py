@@ -34,30 +34,33 @@ NOT_REPRODUCIBLE = {names.TRAIN_TIME}  # wall-clock time of the (resumed) fit
 NOT_RESTORED = {"current_score"}
 
 
-def start_train(run_dir: Path, data_dir: Path, *extra: str) -> subprocess.Popen[str]:
-    """``python -m divrec train`` resuming in place: the run folder is fixed with hydra.run.dir."""
+def start_train(run_dir: Path, data_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``python -m divrec train`` resuming in place (the run folder is fixed with hydra.run.dir); its stderr goes to
+    ``<run_dir>.stderr`` (a file, not a pipe that could fill up while the process waits to be killed)."""
     python_path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env |= {"PYTHONPATH": python_path, "OMP_NUM_THREADS": "1"}
     args = [*RUN, f"hydra.run.dir={run_dir}", f"paths.data_dir={data_dir}", *extra]
-    return subprocess.Popen(
-        [sys.executable, "-m", "divrec", "train", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with stderr_file(run_dir).open("ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "divrec", "train", *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
 
 
-def finished(process: subprocess.Popen[str], timeout: float = 180) -> None:
-    _, stderr = process.communicate(timeout=timeout)
-    assert process.returncode == 0, stderr[-3000:]
+def stderr_file(run_dir: Path) -> Path:
+    return run_dir.with_name(f"{run_dir.name}.stderr")
 
 
-def wait_for(marker: Path, process: subprocess.Popen[str], timeout: float = 180) -> None:
+def finished(process: subprocess.Popen[bytes], run_dir: Path, timeout: float = 180) -> None:
+    process.wait(timeout=timeout)
+    assert process.returncode == 0, stderr_file(run_dir).read_text()[-3000:]
+
+
+def wait_for(marker: Path, process: subprocess.Popen[bytes], run_dir: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not marker.exists():
-        assert process.poll() is None, f"the run ended before it reached the kill point: {process.stderr.read()}"
+        ended = process.poll() is not None
+        assert not ended, f"the run ended before the kill point: {stderr_file(run_dir).read_text()[-3000:]}"
         assert time.monotonic() < deadline, "the run never reached the kill point"
         time.sleep(0.05)
 
@@ -112,17 +115,17 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_metrics(tmp_path:
     victim = start_train(killed, tmp_path / "data", *pause)
     try:  # meanwhile, the same run uninterrupted (in this process: one start-up fewer)
         train(tiny_resume_cfg(whole, tmp_path / "data-whole"))
-        wait_for(marker, victim)
+        wait_for(marker, victim, killed)
     finally:
         victim.send_signal(signal.SIGKILL)
-        victim.communicate(timeout=60)
+        victim.wait(timeout=60)
     assert victim.returncode == -signal.SIGKILL
     assert not (killed / names.METRICS_FILE).exists()
     last = read_checkpoint(killed / "checkpoints" / LAST_FILE)
     assert last["epoch"] == KILL_EPOCH - 1  # the run died after this checkpoint, inside the next epoch
     assert not [p for p in leftovers(killed / "checkpoints") if p.endswith(".partial")]
 
-    finished(start_train(killed, tmp_path / "data", "ckpt_path=last"))
+    finished(start_train(killed, tmp_path / "data", "ckpt_path=last"), killed)
 
     assert_same_metrics(read_metrics(killed), read_metrics(whole))
     rows, expected_rows = timeline(killed), timeline(whole)
