@@ -56,6 +56,18 @@ def test_failed_write_keeps_the_previous_file_and_leaves_no_partial_one(tmp_path
     assert leftovers(tmp_path) == ["last.ckpt"]
 
 
+def test_a_write_killed_midway_leaves_the_old_file_and_the_next_write_cleans_up(tmp_path: Path) -> None:
+    """What SIGKILL during a save leaves: the previous last.ckpt intact plus a hidden partial file, which is
+    neither read as a checkpoint nor left behind by the next save."""
+    target = tmp_path / LAST_FILE
+    write_atomically(target, lambda f: torch.save(CHECKPOINT, f))
+    (tmp_path / f".{LAST_FILE}.partial").write_bytes(b"half a checkpoint")  # the killed write
+    assert read_checkpoint(target)["epoch"] == 3
+    write_atomically(target, lambda f: torch.save({**CHECKPOINT, "epoch": 4}, f))
+    assert read_checkpoint(target)["epoch"] == 4
+    assert leftovers(tmp_path) == [LAST_FILE]
+
+
 def test_checkpoint_io_round_trip_and_failed_save(tmp_path: Path) -> None:
     io_ = AtomicCheckpointIO()
     path = tmp_path / "run" / "best.ckpt"
