@@ -1,8 +1,8 @@
 """``divrec <command> [hydra overrides]``: thin Hydra entry points over ``divrec.pipeline``.
 
-Commands: ``train`` (default), ``eval`` and ``recommend`` (Hydra), and ``compare`` (plain argparse, no config).
-Config folder: the installed package's ``conf/`` (a wheel carries it) or the repository's ``conf/`` (editable
-install); add your own folders with
+Commands: ``train`` (default), ``eval`` and ``recommend`` (Hydra), and ``compare`` (plain argparse, no
+config). Config folder: the installed package's ``conf/`` (a
+wheel carries it) or the repository's ``conf/`` (editable install); add your own folders with
 ``hydra.searchpath=[file:///abs/dir]`` or Hydra's ``--config-dir``.
 """
 
