@@ -12,6 +12,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.profilers import Profiler
 from runhelpers import compose_config, leftovers, run_paths, without_hydra_node
 
 from divrec import names
@@ -143,11 +144,43 @@ def check_rerank(cfg: DictConfig, tmp_path: Path) -> None:
     assert lists.shape == (2, 3)
 
 
+def check_sweep(cfg: DictConfig, tmp_path: Path) -> None:
+    """A ready sweep: a multirun by itself, launch command in its header, every swept key exists, >= 8 jobs; an
+    Optuna sweep keeps its study in SQLite under a fixed name and survives failed trials."""
+    from hydra.types import RunMode
+
+    from divrec.sweep.progress import planned_jobs, swept
+    from divrec.sweep.storage import sqlite_file
+
+    name = cfg.hydra.runtime.choices.sweep
+    text = (CONF / "sweep" / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_\n#") and f"divrec train sweep={name}" in text
+    assert cfg.hydra.mode == RunMode.MULTIRUN
+    keys = [key for key, o in swept(cfg).items() if o.is_sweep_override()]
+    assert len(keys) >= 2 and all(OmegaConf.select(cfg, key) is not None for key in keys)
+    assert (planned_jobs(cfg) or 0) >= 8
+    assert cfg.optimized_metric == names.MONITOR
+    if "n_trials" in cfg.hydra.sweeper:
+        assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.max_failure_rate == 1.0
+        db = sqlite_file(cfg.hydra.sweeper.storage)
+        assert db is not None and db.name == f"{cfg.hydra.sweeper.study_name}.db"
+        assert str(db).startswith(cfg.paths.log_dir) and "multiruns" not in str(db)  # outlives one sweep folder
+
+
 def check_metrics(cfg: DictConfig, tmp_path: Path) -> None:
     assert list(cfg.metrics.ks) == sorted(cfg.metrics.ks) and cfg.metrics.rerank_candidates >= max(cfg.metrics.ks)
 
 
+def check_profiler(cfg: DictConfig, tmp_path: Path) -> None:
+    if not cfg.get("profiler"):  # profiler=none: the trainer gets no profiler
+        return
+    profiler = instantiate(cfg.profiler)
+    assert isinstance(profiler, Profiler)
+    assert Path(str(profiler.dirpath)) == tmp_path / "out" / "profiler"  # inside the run folder
+
+
 CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
+    "profiler": check_profiler,
     "rerank": check_rerank,
     "metrics": check_metrics,
     "data": check_data,
@@ -161,8 +194,9 @@ CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
     "paths": check_paths,
     "experiment": check_experiment,
     "hydra": check_hydra,
+    "sweep": check_sweep,
 }
-NEEDS_HYDRA_NODE = {"experiment", "hydra"}
+NEEDS_HYDRA_NODE = {"experiment", "hydra", "sweep"}
 
 
 def test_every_config_group_has_a_check() -> None:

@@ -16,17 +16,17 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from divrec import names
 from divrec.data.datamodule import SeqDataModule
 from divrec.data.types import ProcessedData
 from divrec.errors import UserError
+from divrec.inspection.hparams import flat_hparams, log_hparams
 from divrec.lit.module import SeqRecModule
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
 from divrec.models.backbone import BackboneConfig, ModelConfigError, TransformerBackbone
 from divrec.models.warmstart import save_backbone, warm_start
-from divrec.report import metrics_table, write_config, write_metrics
+from divrec.report import metrics_table, write_config, write_metrics, write_per_user
 from divrec.rerank import Reranker
 from divrec.tasks.finetune import FineTune
 
@@ -93,37 +93,22 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # a learning-rate curve needs somewhere to go
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    profiler = instantiate(cfg.profiler) if cfg.get("profiler") else None
+    return instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, default_root_dir=str(output_dir)
+    )
 
 
 def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], output_dir: Path) -> dict[str, float]:
-    """Write metrics.json, log hparams with the final metrics, print the test table."""
+    """Write metrics.json, log hparams with the final metrics (TensorBoard's HPARAMS tab), print the test table."""
     write_metrics(output_dir, metrics)
+    if trainer.is_global_zero:
+        write_per_user(output_dir, getattr(trainer.lightning_module, "test_per_user", {}))
     for logger in trainer.loggers:
-        hparams = _flat_hparams(cfg)
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, {k: v for k, v in metrics.items() if "/" in k})
-        else:
-            logger.log_hyperparams(hparams)
+        log_hparams(logger, flat_hparams(cfg), metrics, step=trainer.global_step)
         logger.save()
     print(f"\n{metrics_table(metrics, names.TEST)}\n\nrun folder: {output_dir}", flush=True)
     return metrics
-
-
-def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    keep = ("data", "model", "task", "optim", "scheduler", "seed")
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            flat[prefix] = node if isinstance(node, int | float | str | bool) else str(node)
-
-    walk("", {k: plain[k] for k in keep if k in plain})
-    return flat
 
 
 def _stage_metrics(results: list[dict[str, float]]) -> dict[str, float]:

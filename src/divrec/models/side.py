@@ -38,9 +38,10 @@ class ItemAttributeFusion(nn.Module):
         """(V, D) mean attribute embedding of every item (zeros for items without attributes)."""
         return self.attributes(self.attribute_ids, self.offsets)
 
-    def forward(self, table: Tensor) -> Tensor:
-        """(V, D) item embeddings → (V, D) fused item representations."""
-        pooled = self.pooled()  # (V, D)
+    def forward(self, table: Tensor, items: Tensor | None = None) -> Tensor:
+        """(V, D) item embeddings → (V, D) fused item representations; with ``items`` (any shape), ``table`` holds
+        the embeddings of those ids, (…, D), and the result their fused rows."""
+        pooled = self.pooled() if items is None else self.pooled()[items]  # (V, D) or (…, D)
         if self.mix is None:
             return table + pooled
         mixed = self.mix(torch.cat([table, pooled], dim=-1))  # (V, D)

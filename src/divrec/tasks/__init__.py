@@ -4,6 +4,7 @@ from divrec.tasks.attributes import AssociatedAttributePrediction, MaskedAttribu
 from divrec.tasks.base import Objective, TaskConfigError
 from divrec.tasks.cloze import Cloze
 from divrec.tasks.contrastive import ContrastiveSequence
+from divrec.tasks.ctr import PointwiseCTR
 from divrec.tasks.finetune import FineTune
 from divrec.tasks.next_item import NextItemBCE, NextItemCE, NextItemSampledSoftmax
 from divrec.tasks.pretrain import Pretraining
@@ -18,6 +19,7 @@ __all__ = [
     "NextItemCE",
     "NextItemSampledSoftmax",
     "Objective",
+    "PointwiseCTR",
     "Pretraining",
     "TaskConfigError",
 ]

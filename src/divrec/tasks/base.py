@@ -28,6 +28,8 @@ class Objective(nn.Module, ABC):
 
     #: whether the backbone must be causal (next-item) or bidirectional (cloze); None = either works
     requires_causal: bool | None = None
+    #: whether ``pointwise`` scores labelled (user, item) pairs, evaluated with AUC and log-loss
+    scores_pairs: bool = False
 
     @abstractmethod
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -36,6 +38,10 @@ class Objective(nn.Module, ABC):
     def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
         """(B, L) left-padded histories → (B, D): the representation that predicts each user's next item."""
         return backbone(history)[:, -1]  # (B, D) state at the newest position
+
+    def pointwise(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Evaluation pairs of an objective with ``scores_pairs``: flat logits and 0/1 labels."""
+        raise NotImplementedError(f"{type(self).__name__} does not score (user, item) pairs")
 
     def bind(self, backbone: TransformerBackbone, data: ProcessedData) -> None:
         """Called once the data is loaded and the backbone built, before training: objectives that need dataset
