@@ -53,6 +53,9 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
     backbone = instantiate(cfg.model, n_items=datamodule.n_items)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     data, metrics_cfg = datamodule.load(), cfg.metrics
+    backbone.use_item_attributes(  # side features, when model.item_attribute_fusion is set
+        torch.from_numpy(data.item_category_offsets), torch.from_numpy(data.item_category_ids), len(data.category_names)
+    )
     task.bind(backbone, data)  # heads sized by the data (attributes), freezing (task=finetune)
     module = SeqRecModule(
         backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler, ks=list(metrics_cfg.ks),

@@ -59,7 +59,7 @@ class NextItemBCE(SampledNegatives):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
         neg = sample_negatives(len(targets), self.n_negatives, backbone.n_items, hidden.device)  # (N, n)
-        emb = backbone.item_emb
+        emb = backbone.embed_items
         pos_logit = (hidden * emb(targets)).sum(-1)  # (N,)
         neg_logit = torch.einsum("nd,nkd->nk", hidden, emb(neg))  # (N, n)
         loss = F.softplus(-pos_logit).mean() + F.softplus(neg_logit).mean()
@@ -79,8 +79,8 @@ class NextItemSampledSoftmax(SampledNegatives):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
         neg = sample_negatives(1, self.n_negatives, backbone.n_items, hidden.device)[0]  # (n,)
-        pos_logit = (hidden * backbone.item_emb(targets)).sum(-1, keepdim=True)  # (N, 1)
-        neg_logit = hidden @ backbone.item_emb(neg).T  # (N, n)
+        pos_logit = (hidden * backbone.embed_items(targets)).sum(-1, keepdim=True)  # (N, 1)
+        neg_logit = hidden @ backbone.embed_items(neg).T  # (N, n)
         neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
         logits = torch.cat([pos_logit, neg_logit], dim=1)  # (N, 1 + n)
         loss = F.cross_entropy(logits, torch.zeros_like(targets))
