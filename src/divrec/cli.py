@@ -29,13 +29,37 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"divrec's conf/ folder not found next to {here}; reinstall divrec")
 
 
+# Hydra's flags that choose config folders/files; DDP children get them again (see ``relaunch_command``).
+CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+_invocation: list[str] = []  # the divrec command and its config flags, recorded by ``main``
+
+
+def relaunch_command() -> list[str]:
+    """How to start this divrec command again in a new process (same config folders; the caller adds overrides)."""
+    return [sys.executable, "-m", "divrec", *_invocation]
+
+
+def _config_flags(argv: list[str]) -> list[str]:
+    flags: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg in CONFIG_FLAGS and i + 1 < len(argv):
+            flags += [arg, argv[i + 1]]
+        elif arg.startswith(tuple(f"{flag}=" for flag in CONFIG_FLAGS)):
+            flags.append(arg)
+    return flags
+
+
 def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     """A bad input ends a single run with ``error: <one line>`` on stderr and exit status 2, not a traceback.
-    In a multirun the error propagates to the launcher, which records the failed job."""
+    In a multirun the error propagates to the launcher, which records the failed job. Processes a job launched
+    (DDP) are waited for and its process group is closed before the next job (``distributed_job``)."""
 
     def wrapped(cfg: DictConfig) -> object:
+        from divrec.lit.strategies import distributed_job
+
         try:
-            return run(cfg)
+            with distributed_job():
+                return run(cfg)
         except UserError as err:
             if HydraConfig.get().mode == RunMode.MULTIRUN:
                 raise
@@ -74,6 +98,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == command:
         sys.argv.pop(1)
     sys.argv[0] = f"divrec {command}"
+    _invocation[:] = [command, *_config_flags(sys.argv[1:])]
     runner = _reporting_user_errors(RUNNERS[command])
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(runner)()
 

@@ -23,6 +23,7 @@ from divrec.data.datamodule import SeqDataModule
 from divrec.data.types import ProcessedData
 from divrec.errors import UserError
 from divrec.lit.module import SeqRecModule
+from divrec.lit.strategies import check_launcher
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
 from divrec.models.backbone import BackboneConfig, ModelConfigError, TransformerBackbone
 from divrec.report import metrics_table, write_config, write_metrics
@@ -49,6 +50,8 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
     task.check_backbone(check_model_config(cfg.model).causal)  # before any data is loaded
     datamodule: SeqDataModule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, n_items=datamodule.n_items)
+    if cfg.get("compile"):  # torch.compile in place: parameter names (and checkpoints) stay the same
+        backbone.compile()
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     data, metrics_cfg = datamodule.load(), cfg.metrics
     module = SeqRecModule(
@@ -87,12 +90,15 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # a learning-rate curve needs somewhere to go
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    check_launcher(trainer)
+    return trainer
 
 
 def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], output_dir: Path) -> dict[str, float]:
-    """Write metrics.json, log hparams with the final metrics, print the test table."""
-    write_metrics(output_dir, metrics)
+    """Write metrics.json, log hparams with the final metrics, print the test table (files: process 0 only)."""
+    if trainer.is_global_zero:
+        write_metrics(output_dir, metrics)
     for logger in trainer.loggers:
         hparams = _flat_hparams(cfg)
         if isinstance(logger, TensorBoardLogger):
@@ -100,7 +106,8 @@ def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], outp
         else:
             logger.log_hyperparams(hparams)
         logger.save()
-    print(f"\n{metrics_table(metrics, names.TEST)}\n\nrun folder: {output_dir}", flush=True)
+    if trainer.is_global_zero:
+        print(f"\n{metrics_table(metrics, names.TEST)}\n\nrun folder: {output_dir}", flush=True)
     return metrics
 
 
@@ -128,9 +135,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then evaluate the best checkpoint (by ``callbacks.model_checkpoint.monitor``) on val and test."""
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
-    write_config(output_dir, cfg)
-    datamodule, module = build(cfg)
     trainer = make_trainer(cfg, output_dir)
+    if trainer.is_global_zero:
+        write_config(output_dir, cfg)
+    datamodule, module = build(cfg)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_time = time.perf_counter() - start
@@ -166,10 +174,11 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     cfg = checkpoint_config(cfg, checkpoint, overrides)
-    write_config(output_dir, cfg)
+    trainer = make_trainer(cfg, output_dir)
+    if trainer.is_global_zero:
+        write_config(output_dir, cfg)
     datamodule, module = build(cfg)
     module.load_state_dict(checkpoint["state_dict"])
-    trainer = make_trainer(cfg, output_dir)
     metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
     metrics |= _stage_metrics(trainer.test(module, datamodule=datamodule, verbose=False))
     return finish(cfg, trainer, metrics, output_dir)
