@@ -9,13 +9,19 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 from runhelpers import CONSOLE_SCRIPT, TINY, Run, compose_config, read_metrics, run_divrec, run_paths, tiny_train
 
-from divrec import names
+from divrec import cli, names
+from divrec.errors import UserError
+from divrec.lit.strategies import DDPStrategy, check_launcher, hydra_job_command
 from divrec.pipeline import build
 
 needs_console_script = pytest.mark.skipif(not CONSOLE_SCRIPT.is_file(), reason=f"{CONSOLE_SCRIPT} not installed")
@@ -124,3 +130,46 @@ def test_compile_switch_compiles_the_backbone_in_place(tmp_path: Path) -> None:
     plain = build(compose_config("train", [*TINY, *run_paths(tmp_path / "out", tmp_path / "data")]))[1]
     assert module.state_dict().keys() == plain.state_dict().keys()  # checkpoints stay interchangeable
     assert isinstance(module.backbone, torch.nn.Module)
+
+
+def test_config_flags_are_kept_for_the_relaunch() -> None:
+    argv = ["-cd", "/my/conf", "seed=1", "--config-name=train", "-m", "trainer=ddp"]
+    assert cli._config_flags(argv) == ["-cd", "/my/conf", "--config-name=train"]
+
+
+@pytest.fixture
+def hydra_job(tmp_path: Path) -> Iterator[DictConfig]:
+    """Hydra's runtime config as inside a multirun job with task overrides ``seed=1 trainer=ddp_cpu``."""
+    overrides = ["seed=1", "trainer=ddp_cpu", *run_paths(tmp_path / "job", tmp_path / "data")]
+    cfg = compose_config("train", overrides, hydra_node=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path / "sweep" / "3")
+        cfg.hydra.overrides.hydra = ["hydra.mode=MULTIRUN", "hydra.sweep.dir=x", "hydra.searchpath=[file:///c]"]
+    HydraConfig.instance().set_config(cfg)
+    yield cfg
+    HydraConfig.instance().cfg = None  # type: ignore[assignment]
+
+
+def test_child_processes_rerun_exactly_this_job(
+    hydra_job: DictConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert hydra_job_command() is None  # not started by divrec's CLI: Lightning's own launcher command is used
+    monkeypatch.setattr(cli, "_invocation", ["train", "-cd", "/my/conf"])
+    command = hydra_job_command()
+    assert command is not None
+    assert command[:6] == [sys.executable, "-m", "divrec", "train", "-cd", "/my/conf"]
+    assert "seed=1" in command and "trainer=ddp_cpu" in command  # this job's overrides, not the sweep's
+    assert f'hydra.run.dir="{tmp_path / "sweep" / "3"}"' in command  # into this job's folder
+    assert "hydra.mode=RUN" in command and "hydra.output_subdir=null" in command
+    assert "hydra.searchpath=[file:///c]" in command
+    assert not any(arg.startswith(("hydra.sweep.", "hydra.mode=MULTIRUN", "-m", "--multirun")) for arg in command[4:])
+
+
+def test_lightning_script_launcher_is_refused_under_hydra(
+    hydra_job: DictConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "_invocation", ["train"])
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
+    with pytest.raises(UserError, match="trainer=ddp_cpu"):
+        check_launcher(trainer)
+    check_launcher(pl.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(), logger=False))

@@ -34,9 +34,10 @@ CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", 
 _invocation: list[str] = []  # the divrec command and its config flags, recorded by ``main``
 
 
-def relaunch_command() -> list[str]:
-    """How to start this divrec command again in a new process (same config folders; the caller adds overrides)."""
-    return [sys.executable, "-m", "divrec", *_invocation]
+def relaunch_command() -> list[str] | None:
+    """How to start this divrec command again in a new process (same config folders; the caller adds overrides);
+    None when this process was not started by ``main`` (e.g. ``divrec.pipeline`` called from another Hydra app)."""
+    return [sys.executable, "-m", "divrec", *_invocation] if _invocation else None
 
 
 def _config_flags(argv: list[str]) -> list[str]:

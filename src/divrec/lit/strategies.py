@@ -53,17 +53,20 @@ _launched: list[HydraJobLauncher] = []
 _saved_env: dict[str, str | None] = {}
 
 
-def hydra_job_command() -> list[str]:
+def hydra_job_command() -> list[str] | None:
     """The command that re-runs the current Hydra job (same divrec command, config folders and overrides) in RUN
-    mode, writing into the same output folder without rewriting ``.hydra/``."""
+    mode, writing into the same output folder without rewriting ``.hydra/``; None outside divrec's CLI."""
     from hydra.core.hydra_config import HydraConfig
 
     from divrec.cli import relaunch_command
 
+    relaunch = relaunch_command()
+    if relaunch is None:
+        return None
     hc = HydraConfig.get()
     hydra_overrides = [o for o in hc.overrides.hydra if not o.lstrip("+~").startswith(DROPPED_HYDRA_OVERRIDES)]
     return [
-        *relaunch_command(),
+        *relaunch,
         *hc.overrides.task,
         *hydra_overrides,
         f'hydra.run.dir="{hc.runtime.output_dir}"',
@@ -82,7 +85,8 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
     """Lightning's subprocess launcher; under Hydra each child re-runs this job (see the module docstring)."""
 
     def _call_children_scripts(self) -> None:
-        if not _hydra_running():  # a plain script: Lightning re-runs sys.argv, which is right there
+        command = hydra_job_command() if _hydra_running() else None
+        if command is None:  # a plain script or another Hydra app: Lightning's own command is right there
             super()._call_children_scripts()
             return
         from hydra.utils import get_original_cwd
@@ -99,7 +103,6 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
         for key in LAUNCH_ENV:
             _saved_env.setdefault(key, os.environ.get(key))
         os.environ.update(env)
-        command = hydra_job_command()
         log.info("launching %d more process(es): %s", self.num_processes - 1, " ".join(command))
         for local_rank in range(1, self.num_processes):
             child_env = os.environ | {"LOCAL_RANK": str(local_rank)}
@@ -126,9 +129,11 @@ class FSDPStrategy(_HydraJobLaunch, pl.strategies.FSDPStrategy):
 
 
 def check_launcher(trainer: pl.Trainer) -> None:
-    """Refuse Lightning's own script launcher inside a divrec Hydra job: it would re-run the command line."""
+    """Refuse Lightning's own script launcher inside a job of divrec's CLI: it would re-run the command line."""
     launcher = getattr(trainer.strategy, "_launcher", None)
-    if type(launcher) is _SubprocessScriptLauncher and _hydra_running():
+    from divrec.cli import relaunch_command
+
+    if type(launcher) is _SubprocessScriptLauncher and _hydra_running() and relaunch_command() is not None:
         raise UserError(
             f"trainer.strategy={type(trainer.strategy).__name__} launches processes that re-run the whole command "
             "line (wrong under Hydra); use trainer=ddp, trainer=ddp_cpu or trainer=fsdp (divrec.lit.strategies)"
