@@ -16,7 +16,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from hydra.utils import instantiate
+from lightning_utilities.core import rank_zero as utils_rank_zero
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero as pl_rank_zero
 from runhelpers import CONSOLE_SCRIPT, TINY, Run, compose_config, read_metrics, run_divrec, run_paths, tiny_train
 
 from divrec import cli, names
@@ -173,3 +176,28 @@ def test_lightning_script_launcher_is_refused_under_hydra(
     with pytest.raises(UserError, match="trainer=ddp_cpu"):
         check_launcher(trainer)
     check_launcher(pl.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(), logger=False))
+
+
+def test_slurm_launcher_follows_the_trainer_shape(tmp_path: Path) -> None:
+    overrides = ["launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
+    cfg = compose_config("train", [*overrides, *run_paths(tmp_path / "out", tmp_path / "data")], hydra_node=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
+    (environment,) = cfg.trainer.plugins
+    assert environment._target_.endswith("SLURMEnvironment") and environment.auto_requeue is False
+    assert cfg.trainer.strategy._target_ == "divrec.lit.strategies.DDPStrategy"
+
+
+def test_under_slurm_lightning_takes_ranks_from_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The composed SLURM trainer, inside a (simulated) srun task 3 of 4: rank from SLURM, nothing launched."""
+    slurm = {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+             "SLURM_NODEID": "1", "SLURM_JOB_ID": "7", "SLURM_JOB_NAME": "divrec", "SLURM_NODELIST": "n[1-2]"}
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    for holder in (pl_rank_zero.rank_zero_only, utils_rank_zero.rank_zero_only):  # Lightning sets the global rank
+        monkeypatch.setattr(holder, "rank", holder.rank)
+    overrides = ["launcher=slurm", "trainer=ddp_cpu", "trainer.devices=2", "trainer.num_nodes=2", "logger=none"]
+    cfg = compose_config("train", [*overrides, *run_paths(tmp_path / "out", tmp_path / "data")])
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert trainer.strategy.cluster_environment.creates_processes_externally
+    assert (trainer.global_rank, trainer.local_rank, trainer.node_rank, trainer.world_size) == (3, 1, 1, 4)
