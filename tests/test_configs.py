@@ -21,7 +21,7 @@ from divrec.data.datamodule import SeqDataModule
 from divrec.lit.strategies import HydraJobLauncher
 from divrec.models import TransformerBackbone
 from divrec.rerank import RerankContext, Reranker
-from divrec.tasks import Objective
+from divrec.tasks import FineTune, Objective, Pretraining
 
 CONF = config_dir()
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -64,7 +64,13 @@ def check_model(cfg: DictConfig, tmp_path: Path) -> None:
 
 
 def check_task(cfg: DictConfig, tmp_path: Path) -> None:
-    assert isinstance(instantiate(cfg.task), Objective)
+    task = instantiate(cfg.task)
+    assert isinstance(task, Objective)
+    if isinstance(task, Pretraining):  # every part with a positive weight is built, each an Objective
+        enabled = [name for name, part in cfg.task.parts.items() if part and part.weight and part.objective]
+        assert list(task.parts) == enabled and all(isinstance(p, Objective) for p in task.parts.values())
+    if isinstance(task, FineTune):
+        assert isinstance(task.objective, Objective) and 0.0 < task.layer_decay <= 1.0
 
 
 def dummy_optimizer(cfg: DictConfig) -> torch.optim.Optimizer:
@@ -153,6 +159,29 @@ def check_rerank(cfg: DictConfig, tmp_path: Path) -> None:
     assert lists.shape == (2, 3)
 
 
+def check_sweep(cfg: DictConfig, tmp_path: Path) -> None:
+    """A ready sweep: a multirun by itself, launch command in its header, every swept key exists, >= 8 jobs; an
+    Optuna sweep keeps its study in SQLite under a fixed name and survives failed trials."""
+    from hydra.types import RunMode
+
+    from divrec.sweep.progress import planned_jobs, swept
+    from divrec.sweep.storage import sqlite_file
+
+    name = cfg.hydra.runtime.choices.sweep
+    text = (CONF / "sweep" / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_\n#") and f"divrec train sweep={name}" in text
+    assert cfg.hydra.mode == RunMode.MULTIRUN
+    keys = [key for key, o in swept(cfg).items() if o.is_sweep_override()]
+    assert len(keys) >= 2 and all(OmegaConf.select(cfg, key) is not None for key in keys)
+    assert (planned_jobs(cfg) or 0) >= 8
+    assert cfg.optimized_metric == names.MONITOR
+    if "n_trials" in cfg.hydra.sweeper:
+        assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.max_failure_rate == 1.0
+        db = sqlite_file(cfg.hydra.sweeper.storage)
+        assert db is not None and db.name == f"{cfg.hydra.sweeper.study_name}.db"
+        assert str(db).startswith(cfg.paths.log_dir) and "multiruns" not in str(db)  # outlives one sweep folder
+
+
 def check_metrics(cfg: DictConfig, tmp_path: Path) -> None:
     assert list(cfg.metrics.ks) == sorted(cfg.metrics.ks) and cfg.metrics.rerank_candidates >= max(cfg.metrics.ks)
 
@@ -171,9 +200,10 @@ CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
     "paths": check_paths,
     "experiment": check_experiment,
     "hydra": check_hydra,
+    "sweep": check_sweep,
     "launcher": check_launcher,
 }
-NEEDS_HYDRA_NODE = {"experiment", "hydra", "launcher"}
+NEEDS_HYDRA_NODE = {"experiment", "hydra", "sweep", "launcher"}
 
 
 def test_every_config_group_has_a_check() -> None:
@@ -198,6 +228,12 @@ def test_csv_data_loads_a_tiny_file(tmp_path: Path) -> None:
     data = datamodule.load()
     assert (data.n_users, data.n_items) == (4, 5)
     assert len(data.test) == 4
+
+
+def test_init_from_is_a_top_level_key_distinct_from_ckpt_path(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["task=finetune", "init_from=b.pt", *run_paths(tmp_path / "out", tmp_path / "d")])
+    assert (cfg.init_from, cfg.ckpt_path) == ("b.pt", None)
+    assert compose_config("train").init_from is None  # off by default, usable with any task
 
 
 def test_default_train_config_selects_the_documented_defaults(tmp_path: Path) -> None:

@@ -124,6 +124,11 @@ def test_timeline_has_one_row_per_epoch(tiny_run: Run) -> None:
     rows = [json.loads(line) for line in (tiny_run.run_dir / "timeline.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
     assert all(NDCG10[names.VAL] in r for r in rows)
+    # every epoch sees each training window once; positions are the non-padding inputs among them
+    assert rows[0]["train_sequences"] == rows[1]["train_sequences"] > 0
+    max_len = yaml.safe_load((tiny_run.run_dir / "config.yaml").read_text())["data"]["max_len"]
+    assert all(r["train_sequences"] <= r["train_positions"] <= r["train_sequences"] * max_len for r in rows)
+    assert all(r["positions_per_s"] > 0 for r in rows)
 
 
 def test_tensorboard_has_train_loss_val_curves_and_hparams(tiny_run: Run) -> None:

@@ -1,12 +1,15 @@
 """``divrec <command> [hydra overrides]``: thin Hydra entry points over ``divrec.pipeline``.
 
-Commands: ``train`` (default), ``eval`` and ``recommend``. Config folder: the installed package's ``conf/`` (a
-wheel carries it) or the repository's ``conf/`` (editable install); add your own folders with
+Commands: ``train`` (default), ``eval``, ``recommend`` and ``feedback`` (Hydra), and ``compare`` (plain argparse,
+no config). Config folder: the installed package's ``conf/`` (a wheel carries it) or the repository's ``conf/``
+(editable install); add your own folders with
 ``hydra.searchpath=[file:///abs/dir]`` or Hydra's ``--config-dir``.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,7 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from divrec import names
 from divrec.errors import UserError
+from divrec.sweep import error_line, write_status
+
+log = logging.getLogger(__name__)
 
 
 def config_dir() -> Path:
@@ -51,30 +58,45 @@ def _config_flags(argv: list[str]) -> list[str]:
 
 
 def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
-    """A bad input ends a single run with ``error: <one line>`` on stderr and exit status 2, not a traceback.
-    In a multirun the error propagates to the launcher, which records the failed job. Processes a job launched
-    (DDP) are waited for and its process group is closed before the next job (``distributed_job``)."""
+    """Every run records ``status.json`` in its folder (running → completed / failed with the one-line error).
+
+    A bad input ends a single run with ``error: <one line>`` on stderr and exit status 2, not a traceback. In a
+    multirun any exception fails only its own job: it is recorded and logged, and the job returns None, so the
+    sweep goes on (the Optuna sweeper, given no float, reports the trial as failed; NaN would crash its study).
+    Processes a job launched (DDP) are waited for, or stopped if it failed, and its process group is closed before
+    the next job (``distributed_job``); only process 0 writes the status."""
 
     def wrapped(cfg: DictConfig) -> object:
-        from divrec.lit.strategies import distributed_job
+        from divrec.lit.strategies import distributed_job, is_process_zero
 
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        status = write_status if is_process_zero() else lambda *args: None
+        status(output_dir, names.RUNNING)
         try:
             with distributed_job():
-                return run(cfg)
-        except UserError as err:
+                result = run(cfg)
+        except Exception as err:
+            status(output_dir, names.FAILED, error_line(err))
             if HydraConfig.get().mode == RunMode.MULTIRUN:
-                raise
-            print(f"error: {err}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+                log.error("job failed, the sweep goes on: %s", error_line(err), exc_info=not isinstance(err, UserError))
+                return None
+            if isinstance(err, UserError):
+                print(f"error: {err}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+            raise
+        status(output_dir, names.COMPLETED)
+        return result
 
     return wrapped
 
 
 def _train(cfg: DictConfig) -> float | None:
+    """Train; return ``cfg.optimized_metric`` for a sweeper (None when unset or not finite: a failed trial)."""
     from divrec.pipeline import train
 
     metrics = train(cfg)
-    return metrics.get(cfg.get("optimized_metric")) if cfg.get("optimized_metric") else None
+    value = metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _eval(cfg: DictConfig) -> None:
@@ -89,12 +111,27 @@ def _recommend(cfg: DictConfig) -> None:
     recommend(cfg, overrides=HydraConfig.get().overrides.task)
 
 
+def _feedback(cfg: DictConfig) -> None:
+    from divrec.feedback import run_feedback
+
+    run_feedback(cfg)
+
+
 # command name = config name
-RUNNERS: dict[str, Callable[[DictConfig], object]] = {"train": _train, "eval": _eval, "recommend": _recommend}
+RUNNERS: dict[str, Callable[[DictConfig], object]] = {
+    "train": _train,
+    "eval": _eval,
+    "recommend": _recommend,
+    "feedback": _feedback,
+}
 
 
 def main() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # pytorch-lightning 2.6 vs torch 2.13 noise
+    if len(sys.argv) > 1 and sys.argv[1] == "compare":  # no Hydra config: a plain argparse command
+        from divrec.compare.cli import main as compare
+
+        raise SystemExit(compare(sys.argv[2:]))
     command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in RUNNERS else "train"
     if len(sys.argv) > 1 and sys.argv[1] == command:
         sys.argv.pop(1)

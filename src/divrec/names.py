@@ -17,6 +17,8 @@ TITLE = "title"  # item feature: human-readable title, where the dataset has one
 ITEMS = "items"  # (B, L) left-padded item ids, 0 = padding; training windows
 HISTORY = "history"  # (B, L) left-padded item ids, the most recent L items before the target
 TARGET = "target"  # (B,) the held-out item id
+RATINGS = "ratings"  # (B, L) float ratings aligned with ITEMS (0 = padding); only for sources with ratings
+TARGET_RATING = "target_rating"  # (B,) the held-out interaction's rating; only for sources with ratings
 SEEN = "seen"  # (B, S) right-padded ids of every item to exclude from ranking (0 = none)
 USER_INDEX = "user_index"  # (B,) internal user index, for per-user outputs
 
@@ -44,6 +46,8 @@ TAIL_SHARE = "tail_share"  # share of recommended items in the long tail
 ILD = "ild"  # intra-list diversity, Jaccard distance of category sets
 ILD_EMBEDDING = "ild_emb"  # intra-list diversity, cosine distance of item embeddings
 CATEGORY_COVERAGE = "category_coverage"  # per-user share of the categories covered by the list
+AUC = "auc"  # pointwise: area under the ROC curve of (user, candidate) click probabilities
+LOGLOSS = "logloss"  # pointwise: mean binary cross-entropy of those probabilities
 MISCALIBRATION = "miscalibration"  # Steck 2018 KL(p || q~) of history vs. list category distributions
 
 TRAIN_TIME = "train_time_s"
@@ -56,4 +60,32 @@ def metric_key(stage: str, name: str, k: int | None = None) -> str:
     return f"{stage}/{name}" if k is None else f"{stage}/{name}@{k}"
 
 
+# --- run-folder files (written by every run; read by `divrec compare`) ------------------------------------------
+METRICS_FILE = "metrics.json"  # flat {metric key: value} of the finished run
+CONFIG_FILE = "config.yaml"  # the resolved run config
+OVERRIDES_FILE = ".hydra/overrides.yaml"  # Hydra's record of the command-line overrides of the run
+PER_USER_FILE = "per_user.parquet"  # one row per test user: USER_INDEX + every per-user test metric
+STATUS_FILE = "status.json"  # {"status": RUNNING|COMPLETED|FAILED, "error": one line or null}
+PROGRESS_FILE = "progress.json"  # sweep folder: jobs done / total and best so far
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+INCOMPLETE = "incomplete"  # `divrec compare`: a run folder that neither completed nor recorded a failure
+
+# --- `divrec compare` outputs (in its --out folder) ---------------------------------------------------------------
+COMPARE_RUNS_CSV = "runs.csv"  # one row per run: status, varying parameters, every metric, error
+COMPARE_GROUPS_CSV = "groups.csv"  # one row per configuration (runs differing only by seed): mean and std
+COMPARE_REPORT = "compare.md"  # the Markdown tables and the significance test
+COMPARE_SIGNIFICANCE = "significance.json"  # the paired test between the best two configurations
+
+def part_loss(part: str) -> str:
+    """Key of one pretraining objective's unweighted loss: ``part_loss("cloze") == "loss_cloze"``."""
+    return f"{LOSS}_{part}"
+
+
+LR_SCALE = "lr_scale"  # optimizer param-group key: factor on the configured learning rate (layer-wise decay)
+BACKBONE_FILE = "backbone.pt"  # every training run writes its backbone (weights, item ids, config) for init_from=
+INIT_MATCHED = "init_matched_items"  # metrics.json after init_from=: items whose embedding came from the checkpoint
+INIT_FRESH = "init_fresh_items"  # dataset items absent from the checkpoint (fresh embeddings)
+INIT_UNUSED = "init_unused_items"  # checkpoint items absent from the dataset
 CONFIG_KEY = "divrec_config"  # where a checkpoint carries the resolved config of the run that wrote it

@@ -26,8 +26,10 @@ from divrec.lit.module import SeqRecModule
 from divrec.lit.strategies import check_launcher
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
 from divrec.models.backbone import BackboneConfig, ModelConfigError, TransformerBackbone
-from divrec.report import metrics_table, write_config, write_metrics
+from divrec.models.warmstart import save_backbone, warm_start
+from divrec.report import metrics_table, write_config, write_metrics, write_per_user
 from divrec.rerank import Reranker
+from divrec.tasks.finetune import FineTune
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
         backbone.compile()
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     data, metrics_cfg = datamodule.load(), cfg.metrics
+    task.bind(backbone, data)  # heads sized by the data (attributes), freezing (task=finetune)
     module = SeqRecModule(
         backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler, ks=list(metrics_cfg.ks),
         reranker=build_reranker(cfg, data), rerank_candidates=metrics_cfg.rerank_candidates,
@@ -99,6 +102,7 @@ def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], outp
     """Write metrics.json, log hparams with the final metrics, print the test table (files: process 0 only)."""
     if trainer.is_global_zero:
         write_metrics(output_dir, metrics)
+        write_per_user(output_dir, getattr(trainer.lightning_module, "test_per_user", {}))
     for logger in trainer.loggers:
         hparams = _flat_hparams(cfg)
         if isinstance(logger, TensorBoardLogger):
@@ -139,6 +143,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         write_config(output_dir, cfg)
     datamodule, module = build(cfg)
+    init_counts = init_backbone(cfg, datamodule, module)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_time = time.perf_counter() - start
@@ -146,7 +151,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
     metrics |= _stage_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
     metrics |= {names.TRAIN_TIME: round(train_time, 3), names.EPOCHS: trainer.current_epoch, "seed": cfg.seed}
-    return finish(cfg, trainer, metrics, output_dir)
+    if trainer.is_global_zero:  # the evaluated (best) weights, for init_from= of a later run
+        save_backbone(output_dir / names.BACKBONE_FILE, module.backbone, datamodule.load().item_raw_ids.tolist())
+    return finish(cfg, trainer, metrics | init_counts, output_dir)
+
+
+def init_backbone(cfg: DictConfig, datamodule: SeqDataModule, module: SeqRecModule) -> dict[str, float]:
+    """Warm start (``init_from=<run>/backbone.pt``): backbone weights only, items matched by raw id; returns the
+    match counts for metrics.json. Not a resume: ``ckpt_path=`` restores the full trainer state."""
+    if not cfg.get("init_from"):
+        if isinstance(module.task, FineTune):
+            log.warning("task=finetune without init_from: training from scratch (the baseline of a warm start)")
+        return {}
+    match = warm_start(module.backbone, cfg.init_from, datamodule.load().item_raw_ids.tolist())
+    print(f"init_from {cfg.init_from}: {match.summary()}", flush=True)
+    if match.n_fresh and isinstance(module.task, FineTune) and module.task.freeze_embeddings:
+        log.warning("task.freeze_embeddings=true keeps the %d new items at their random initialisation", match.n_fresh)
+    return {names.INIT_MATCHED: match.n_matched, names.INIT_FRESH: match.n_fresh, names.INIT_UNUSED: match.n_unused}
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:

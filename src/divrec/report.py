@@ -8,8 +8,15 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+
+from divrec import names
+
+if TYPE_CHECKING:
+    import torch
 
 _KEY = re.compile(r"^(?P<stage>[^/]+)/(?P<name>[^@]+)@(?P<k>\d+)$")
 
@@ -44,12 +51,28 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_metrics(output_dir: Path, metrics: Mapping[str, float]) -> Path:
-    path = output_dir / "metrics.json"
+    path = output_dir / names.METRICS_FILE
     write_atomic(path, json.dumps(dict(sorted(metrics.items())), indent=2) + "\n")
     return path
 
 
 def write_config(output_dir: Path, cfg: DictConfig) -> Path:
-    path = output_dir / "config.yaml"
+    path = output_dir / names.CONFIG_FILE
     write_atomic(path, OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def write_per_user(output_dir: Path, per_user: Mapping[str, torch.Tensor]) -> Path | None:
+    """``per_user.parquet``: one row per test user (``names.USER_INDEX`` when recorded) x every per-user metric;
+    what ``divrec compare`` pairs its significance tests on. Nothing is written without per-user values."""
+    if not per_user:
+        return None
+    frame = pd.DataFrame({key: values.numpy() for key, values in per_user.items()})
+    if names.USER_INDEX in frame:
+        frame = frame[[names.USER_INDEX, *(c for c in frame.columns if c != names.USER_INDEX)]]
+    path = output_dir / names.PER_USER_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
     return path

@@ -74,6 +74,8 @@ def test_real_dataset_round_trip(mirror: Path, tmp_path: Path) -> None:
     assert loaded.item_titles is not None and loaded.item_titles[0] == "" and len(loaded.item_titles) == 1683
     assert loaded.user_feature_vocab["gender"] == ["<unk>", "F", "M"]
     assert set(loaded.user_features) == {"age", "gender", "occupation"}
+    assert loaded.train_ratings is not None and len(loaded.train_ratings) == len(loaded.train_items)
+    assert loaded.test.target_ratings is not None and set(np.unique(loaded.test.target_ratings)) <= {1, 2, 3, 4, 5}
 
 
 def test_changed_config_or_content_changes_key(data_dir: Path) -> None:

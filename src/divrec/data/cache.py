@@ -20,11 +20,13 @@ from divrec.data.base import Source, canonical_json, config_of
 from divrec.data.download import make_parents, rmdir_if_empty
 from divrec.data.types import EvalSplit, ProcessedData
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional ratings arrays
 CHUNK = 1 << 20
 FILE_MODE = 0o644  # mkstemp creates 0600; a cache is as readable as any data file
 META = "meta"
 EVAL_FIELDS = ("users", "history_offsets", "history_items", "targets")
+STAGES = ("val", "test")
+TRAIN_RATINGS, TARGET_RATINGS = "train_ratings", "target_ratings"  # optional arrays (sources with ratings)
 ARRAYS = ("train_offsets", "train_items", "item_raw_ids", "user_raw_ids")
 ARRAYS += ("item_category_offsets", "item_category_ids", "category_names")
 USER_FEATURE = "user_feature."
@@ -108,6 +110,9 @@ def _to_arrays(data: ProcessedData, key: str, extra: dict[str, Any]) -> dict[str
         arrays |= {f"{stage}.{name}": np.asarray(getattr(split, name)) for name in EVAL_FIELDS}
     if data.item_titles is not None:
         arrays["item_titles"] = np.asarray(data.item_titles, dtype=str)
+    optional = {TRAIN_RATINGS: data.train_ratings}
+    optional |= {f"{stage}.{TARGET_RATINGS}": getattr(data, stage).target_ratings for stage in STAGES}
+    arrays |= {name: np.asarray(value) for name, value in optional.items() if value is not None}
     arrays |= {f"{USER_FEATURE}{name}": codes for name, codes in data.user_features.items()}
     meta = extra | {
         "key": key,
@@ -127,13 +132,19 @@ def _to_arrays(data: ProcessedData, key: str, extra: dict[str, Any]) -> dict[str
 
 
 def _from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> ProcessedData:
-    evals = {stage: EvalSplit(**{n: arrays[f"{stage}.{n}"] for n in EVAL_FIELDS}) for stage in ("val", "test")}
+    evals = {
+        stage: EvalSplit(
+            **{n: arrays[f"{stage}.{n}"] for n in EVAL_FIELDS}, target_ratings=arrays.get(f"{stage}.{TARGET_RATINGS}")
+        )
+        for stage in STAGES
+    }
     return ProcessedData(
         n_users=int(meta["n_users"]),
         n_items=int(meta["n_items"]),
         val=evals["val"],
         test=evals["test"],
         item_titles=arrays.get("item_titles"),
+        train_ratings=arrays.get(TRAIN_RATINGS),
         user_features={name: arrays[f"{USER_FEATURE}{name}"] for name in meta["user_features"]},
         user_feature_vocab={name: list(v) for name, v in meta["user_feature_vocab"].items()},
         **{name: arrays[name] for name in ARRAYS},

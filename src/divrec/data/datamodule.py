@@ -17,16 +17,23 @@ from torch.utils.data import DataLoader, Dataset
 
 from divrec import names
 from divrec.data.distributed import EpochShardBatchSampler, EvalShardBatchSampler, process_shard
+from divrec.data.errors import DataError
 from divrec.data.prepare import prepare_dataset
+from divrec.data.splits import ranges
 from divrec.data.types import EvalSplit, ProcessedData
 from divrec.data.windows import last_items, right_padded, training_windows
 from divrec.errors import UserError
 
 
+def leading_padding(x: Tensor) -> int:
+    """How many leading columns are padding in every row of a left-padded (B, L) batch (keeps >= 1 column)."""
+    used = (x != 0).any(dim=0).nonzero()
+    return int(used[0]) if len(used) else x.shape[1] - 1
+
+
 def trim_left(x: Tensor) -> Tensor:
     """Drop leading columns that are padding in every row of a left-padded (B, L) batch (keeps >= 1)."""
-    used = (x != 0).any(dim=0).nonzero()
-    return x[:, int(used[0]) :] if len(used) else x[:, -1:]
+    return x[:, leading_padding(x) :]
 
 
 def trim_right(x: Tensor) -> Tensor:
@@ -48,9 +55,12 @@ class TensorBatches(Dataset):
     def __getitems__(self, rows: list[int]) -> dict[str, Tensor]:
         idx = torch.as_tensor(rows, dtype=torch.long)
         batch = {key: value[idx] for key, value in self.tensors.items()}
-        for key in (names.ITEMS, names.HISTORY):
+        for key, aligned in ((names.ITEMS, names.RATINGS), (names.HISTORY, None)):
             if key in batch:
-                batch[key] = trim_left(batch[key])
+                start = leading_padding(batch[key])
+                batch[key] = batch[key][:, start:]
+                if aligned in batch:  # per-position values stay aligned with their items
+                    batch[aligned] = batch[aligned][:, start:]
         if names.SEEN in batch:
             batch[names.SEEN] = trim_right(batch[names.SEEN])
         return batch
@@ -77,6 +87,8 @@ def eval_tensors(split: EvalSplit, max_len: int) -> dict[str, Tensor]:
         names.TARGET: split.targets.astype(np.int64),
         names.USER_INDEX: split.users.astype(np.int64),
     }
+    if split.target_ratings is not None:
+        tensors[names.TARGET_RATING] = split.target_ratings.astype(np.float32)
     return {key: torch.from_numpy(np.ascontiguousarray(value[order])) for key, value in tensors.items()}
 
 
@@ -99,8 +111,15 @@ class SeqDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         group_batches: int = 32,  # batches of similar length are drawn from chunks of this many (1 = plain shuffle)
         seed: int = 0,
+        train_users_fraction: float = 1.0,  # train on this share of users (low-data studies); evaluate on all
     ) -> None:
         super().__init__()
+        if not 0.0 < train_users_fraction <= 1.0:
+            raise DataError(
+                f"data.train_users_fraction={train_users_fraction} must be in (0, 1]; "
+                "e.g. data.train_users_fraction=0.1 trains on 10% of users"
+            )
+        self.train_users_fraction = train_users_fraction
         self.source, self.preprocessing, self.split = source, preprocessing, split
         self.data_dir = Path(data_dir)
         self.mirror = Path(mirror) if mirror else None
@@ -128,13 +147,32 @@ class SeqDataModule(pl.LightningDataModule):
         if self.tensors:
             return
         data = self.load()
-        windows = training_windows(data.train_offsets, data.train_items, self.max_len + 1, self.stride)
-        windows = windows[(windows != 0).sum(axis=1) >= 2]  # a window needs an input and a target
+        offsets, items, item_ratings = self._training_sequences(data)
+        windows = training_windows(offsets, items, self.max_len + 1, self.stride)
+        usable = (windows != 0).sum(axis=1) >= 2  # a window needs an input and a target
+        train = {names.ITEMS: torch.from_numpy(windows[usable])}
+        if item_ratings is not None:
+            ratings = training_windows(offsets, item_ratings, self.max_len + 1, self.stride)
+            train[names.RATINGS] = torch.from_numpy(ratings[usable].astype(np.float32))
         self.tensors = {
-            names.TRAIN: {names.ITEMS: torch.from_numpy(windows)},
+            names.TRAIN: train,
             names.VAL: eval_tensors(data.val, self.max_len),
             names.TEST: eval_tensors(data.test, self.max_len),
         }
+
+    def _training_sequences(self, data: ProcessedData) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """CSR (offsets, items, ratings) of the training sequences; with ``train_users_fraction`` < 1, only those of
+        a random sample of users (drawn from ``seed``), the others' rows empty."""
+        offsets, items, ratings = data.train_offsets, data.train_items, data.train_ratings
+        if self.train_users_fraction >= 1.0:
+            return offsets, items, ratings
+        rng = np.random.default_rng(self.seed)
+        kept = np.zeros(data.n_users, dtype=np.int64)
+        kept[rng.choice(data.n_users, size=max(1, round(self.train_users_fraction * data.n_users)), replace=False)] = 1
+        lengths = np.diff(offsets) * kept
+        rows = ranges(offsets[:-1], lengths)
+        new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return new_offsets, items[rows], None if ratings is None else ratings[rows]
 
     @property
     def n_items(self) -> int:

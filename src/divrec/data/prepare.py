@@ -80,6 +80,7 @@ def build(
         item_titles=item_titles(raw.item_features, seqs.item_raw_ids),
         user_features=codes,
         user_feature_vocab=vocab,
+        train_ratings=parts.train_ratings,
     )
     log.log(level, "%s: split and features done in %.1fs", source.name, _since(start))
     return data, len(seqs.items)

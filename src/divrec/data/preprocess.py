@@ -29,6 +29,7 @@ class Sequences:
 
     offsets: (n_users+1,) into items/times; items: internal ids 1..n_items; times: same length, or None where the
     source has no TIME. item_raw_ids: (n_items+1,) str with "" at 0; user_raw_ids: (n_users,) str.
+    ratings: (N,) float32 parallel to items, or None where the source has no RATING (pointwise objectives use them).
     """
 
     offsets: np.ndarray
@@ -36,6 +37,7 @@ class Sequences:
     times: np.ndarray | None
     user_raw_ids: np.ndarray
     item_raw_ids: np.ndarray
+    ratings: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -84,7 +86,11 @@ class Preprocessing:
                 f"no interactions left after preprocessing {dataclasses.asdict(self)}; "
                 f"lower {PREPROCESSING_KEY}.user_core / item_core / rating_threshold"
             )
-        return _remap(rows, users, items, times, user_ids, item_ids)
+        seqs = _remap(rows, users, items, times, user_ids, item_ids)
+        if RATING in table.columns:
+            ratings = pd.to_numeric(table[RATING], errors="coerce").to_numpy(dtype=np.float32)
+            seqs.ratings = ratings[rows]
+        return seqs
 
     def _threshold(self, table: pd.DataFrame) -> np.ndarray:
         """Row indices kept by the rating threshold (all rows if none is set)."""

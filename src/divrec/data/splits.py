@@ -17,12 +17,14 @@ from divrec.data.types import EvalSplit
 
 @dataclasses.dataclass
 class Splits:
-    """Training CSR (one row per user, possibly empty) and the two evaluation splits."""
+    """Training CSR (one row per user, possibly empty) and the two evaluation splits; ``train_ratings`` parallels
+    ``train_items`` where the source has ratings."""
 
     train_offsets: np.ndarray
     train_items: np.ndarray
     val: EvalSplit
     test: EvalSplit
+    train_ratings: np.ndarray | None = None
 
 
 class Split:
@@ -46,7 +48,8 @@ class LeaveOneOut(Split):
         train_lengths = np.where(lengths >= 3, lengths - 2, lengths)
         ends = seqs.offsets[1:][evaluated]
         offsets, items = prefixes(seqs, train_lengths)
-        return Splits(offsets, items, eval_split(seqs, evaluated, ends - 2), eval_split(seqs, evaluated, ends - 1))
+        val, test = eval_split(seqs, evaluated, ends - 2), eval_split(seqs, evaluated, ends - 1)
+        return Splits(offsets, items, val, test, prefix_ratings(seqs, train_lengths))
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -84,15 +87,20 @@ class GlobalTemporal(Split):
         offsets, items = prefixes(seqs, train_lengths)
         val = self._first_after(seqs, user_of, (seqs.times >= t_val) & (seqs.times < t_test))
         test = self._first_after(seqs, user_of, seqs.times >= t_test)
-        return Splits(offsets, items, val, test)
+        return Splits(offsets, items, val, test, prefix_ratings(seqs, train_lengths))
 
     def _first_after(self, seqs: Sequences, user_of: np.ndarray, in_window: np.ndarray) -> EvalSplit:
-        """Each user's first interaction inside the window, with at least ``min_history`` items before it."""
-        candidates = np.flatnonzero(in_window)
-        users, first = np.unique(user_of[candidates], return_index=True)
-        targets = candidates[first]
-        keep = targets - seqs.offsets[users] >= self.min_history
-        return eval_split(seqs, users[keep], targets[keep])
+        return first_in_window(seqs, user_of, in_window, self.min_history)
+
+
+def first_in_window(seqs: Sequences, user_of: np.ndarray, in_window: np.ndarray, min_history: int) -> EvalSplit:
+    """Each user's first interaction where ``in_window`` (a mask over all interactions) holds, with at least
+    ``min_history`` items before it; ``user_of`` maps each interaction to its user."""
+    candidates = np.flatnonzero(in_window)
+    users, first = np.unique(user_of[candidates], return_index=True)
+    targets = candidates[first]
+    keep = targets - seqs.offsets[users] >= min_history
+    return eval_split(seqs, users[keep], targets[keep])
 
 
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -109,6 +117,11 @@ def prefixes(seqs: Sequences, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return offsets, seqs.items[ranges(seqs.offsets[:-1], lengths)].astype(np.int64)
 
 
+def prefix_ratings(seqs: Sequences, lengths: np.ndarray) -> np.ndarray | None:
+    """The ratings parallel to ``prefixes(seqs, lengths)``'s items (None where the source has no ratings)."""
+    return None if seqs.ratings is None else seqs.ratings[ranges(seqs.offsets[:-1], lengths)]
+
+
 def eval_split(seqs: Sequences, users: np.ndarray, targets: np.ndarray) -> EvalSplit:
     """Rows (user, item at flat position ``targets``) with the user's items before that position as history."""
     lengths = targets - seqs.offsets[users]
@@ -117,4 +130,5 @@ def eval_split(seqs: Sequences, users: np.ndarray, targets: np.ndarray) -> EvalS
         history_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         history_items=seqs.items[ranges(seqs.offsets[users], lengths)].astype(np.int64),
         targets=seqs.items[targets].astype(np.int64),
+        target_ratings=None if seqs.ratings is None else seqs.ratings[targets],
     )

@@ -37,12 +37,14 @@ class EvalSplit:
     history_offsets: (U+1,) offsets into history_items; history of row u = items[offsets[u]:offsets[u+1]],
         oldest first. The model sees the last ``max_len`` of them; ranking excludes all of them (seen items).
     targets: (U,) internal item ids (1..n_items) of the held-out item.
+    target_ratings: (U,) the held-out interaction's rating, or None where the source has no ratings.
     """
 
     users: np.ndarray
     history_offsets: np.ndarray
     history_items: np.ndarray
     targets: np.ndarray
+    target_ratings: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -60,7 +62,8 @@ class ProcessedData:
     item_raw_ids: (n_items+1,) str; entry 0 is "" (padding). user_raw_ids: (n_users,) str.
     item_category_offsets/item_category_ids: CSR over items 0..n_items (row 0 empty) into category_names;
         empty arrays when the dataset has no categories.
-    item_titles: (n_items+1,) str or None. user_features: name → (n_users,) int codes (0 = unknown) and
+    item_titles: (n_items+1,) str or None. train_ratings: float32 parallel to train_items, or None.
+    user_features: name → (n_users,) int codes (0 = unknown) and
         user_feature_vocab: name → list of values (index = code).
     """
 
@@ -78,6 +81,7 @@ class ProcessedData:
     item_titles: np.ndarray | None = None
     user_features: dict[str, np.ndarray] = field(default_factory=dict)
     user_feature_vocab: dict[str, list[str]] = field(default_factory=dict)
+    train_ratings: np.ndarray | None = None  # parallel to train_items where the source has ratings
 
     def train_sequence(self, user: int) -> np.ndarray:
         return self.train_items[self.train_offsets[user] : self.train_offsets[user + 1]]

@@ -31,7 +31,7 @@ def gather_left_padded(
     cols = np.arange(width, dtype=np.int64) - width  # (width,) offsets from the end: -width … -1
     idx = ends[:, None] + cols[None, :]  # (N, width) absolute positions
     valid = idx >= starts[:, None]
-    out = np.zeros(idx.shape, dtype=np.int64)
+    out = np.zeros(idx.shape, dtype=np.result_type(flat.dtype, np.int64))  # ids stay int64; ratings float
     out[valid] = flat[idx[valid]]
     return out
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from divrec import names
 from divrec.metrics import DiversityEvaluator, RankingEvaluator, mask_scores, target_ranks, top_k
+from divrec.metrics.pointwise import PointwiseEvaluator
 from divrec.models import TransformerBackbone
 from divrec.rerank import RerankContext, Reranker, list_ranks, rerank_lists
 from divrec.tasks import Objective
@@ -49,8 +50,12 @@ class SeqRecModule(pl.LightningModule):
         self.diversity = torch.nn.ModuleDict(dict(diversity or {}))
         self.diversity_during_fit = diversity_during_fit
         self.run_config: dict[str, Any] | None = None  # the resolved run config, stored in every checkpoint
+        self.test_per_user: dict[str, Tensor] = {}  # per-user values of the last test epoch (per_user.parquet)
         self.evaluators = torch.nn.ModuleDict(
             {s: RankingEvaluator(stage=s, n_items=backbone.n_items, ks=list(ks)) for s in (names.VAL, names.TEST)}
+        )
+        self.pointwise = torch.nn.ModuleDict(  # AUC / log-loss for objectives that score (user, item) pairs
+            {s: PointwiseEvaluator(s) for s in (names.VAL, names.TEST)} if task.scores_pairs else {}
         )
 
     # --- training ------------------------------------------------------------------------------------------
@@ -64,7 +69,9 @@ class SeqRecModule(pl.LightningModule):
         return losses[names.LOSS]
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = self.optimizer_factory(params=self.task.parameter_groups(self.backbone, self))
+        for group in optimizer.param_groups:  # layer-wise learning rates (task=finetune), before any scheduler
+            group["lr"] *= group.get(names.LR_SCALE, 1.0)
         if self.scheduler_factory is None:
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
@@ -91,6 +98,8 @@ class SeqRecModule(pl.LightningModule):
             lists = rerank_lists(masked, self.list_len, self.reranker, self.rerank_candidates, context)
             ranks = list_ranks(lists, target)  # positions in the re-ranked lists
         self.evaluators[stage].update_ranked(ranks, lists, batch.get(names.USER_INDEX))
+        if stage in self.pointwise:
+            self.pointwise[stage].update(*self.task.pointwise(self.backbone, batch))
         if self._measures_diversity(stage):
             self.diversity[stage].update(lists, histories=seen)
 
@@ -100,6 +109,9 @@ class SeqRecModule(pl.LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         evaluators = [self.evaluators[stage], *([self.diversity[stage]] if self._measures_diversity(stage) else [])]
+        if stage == names.TEST:  # same users in the same order in every evaluator of the stage
+            self.test_per_user = {k: v.detach().cpu() for e in evaluators for k, v in e.per_user().items()}
+        evaluators += [self.pointwise[stage]] if stage in self.pointwise else []  # pairs, not users: no per-user
         for evaluator in evaluators:
             self.log_dict(evaluator.compute(), prog_bar=False, sync_dist=False)
             evaluator.reset()

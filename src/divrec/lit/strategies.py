@@ -23,6 +23,7 @@ import torch
 from pytorch_lightning.strategies.launchers.subprocess_script import (
     _SubprocessScriptLauncher,
 )
+from pytorch_lightning.utilities import rank_zero_only
 
 from divrec.errors import UserError
 
@@ -126,6 +127,12 @@ class DDPStrategy(_HydraJobLaunch, pl.strategies.DDPStrategy):
 
 class FSDPStrategy(_HydraJobLaunch, pl.strategies.FSDPStrategy):
     """``pytorch_lightning.strategies.FSDPStrategy`` whose launcher is safe under Hydra multirun."""
+
+
+def is_process_zero() -> bool:
+    """Whether this process has global rank 0, from the environment (before any trainer exists): Lightning's
+    children (LOCAL_RANK), torchrun (RANK) and SLURM tasks (SLURM_PROCID) are not."""
+    return rank_zero_only.rank == 0
 
 
 def check_launcher(trainer: pl.Trainer) -> None:

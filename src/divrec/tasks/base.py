@@ -7,11 +7,20 @@ one it holds. Training windows are (B, max_len + 1) left-padded item ids; an obj
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 from torch import Tensor, nn
 
 from divrec import names
+from divrec.data.types import ProcessedData
+from divrec.errors import UserError
 from divrec.models import ModelConfigError, TransformerBackbone
+
+ParamGroups = list[dict[str, Any]]
+
+
+class TaskConfigError(UserError):
+    """An impossible objective configuration (bad weights, a part the dataset cannot serve)."""
 
 
 class Objective(nn.Module, ABC):
@@ -19,6 +28,8 @@ class Objective(nn.Module, ABC):
 
     #: whether the backbone must be causal (next-item) or bidirectional (cloze); None = either works
     requires_causal: bool | None = None
+    #: whether ``pointwise`` scores labelled (user, item) pairs, evaluated with AUC and log-loss
+    scores_pairs: bool = False
 
     @abstractmethod
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -27,6 +38,20 @@ class Objective(nn.Module, ABC):
     def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
         """(B, L) left-padded histories → (B, D): the representation that predicts each user's next item."""
         return backbone(history)[:, -1]  # (B, D) state at the newest position
+
+    def pointwise(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Evaluation pairs of an objective with ``scores_pairs``: flat logits and 0/1 labels."""
+        raise NotImplementedError(f"{type(self).__name__} does not score (user, item) pairs")
+
+    def bind(self, backbone: TransformerBackbone, data: ProcessedData) -> None:
+        """Called once the data is loaded and the backbone built, before training: objectives that need dataset
+        facts (e.g. item attributes) or backbone-sized heads create them here. Default: nothing."""
+
+    def parameter_groups(self, backbone: TransformerBackbone, module: nn.Module) -> ParamGroups:
+        """Optimizer parameter groups over ``module``'s trainable parameters (``module`` holds the backbone and this
+        objective). A group may carry ``names.LR_SCALE``, a factor on the optimizer's learning rate. Default: one
+        group of every parameter with ``requires_grad``."""
+        return [{"params": [p for p in module.parameters() if p.requires_grad]}]
 
     def check_backbone(self, causal: bool) -> None:
         """Raise ``ModelConfigError`` if the backbone's attention (``model.causal``) cannot serve this objective."""

@@ -11,6 +11,16 @@ from divrec.models import TransformerBackbone
 from divrec.tasks.base import Objective, batch_items
 
 
+def mask_positions(items: Tensor, mask_prob: float) -> Tensor:
+    """(B, L) left-padded ids → (B, L) bool: each real item masked with probability ``mask_prob``; a window
+    without any mask gets its newest item masked."""
+    real = items != 0
+    masked = (torch.rand(items.shape, device=items.device) < mask_prob) & real  # (B, L)
+    none = ~masked.any(dim=1)  # (B,)
+    masked[:, -1] |= none & real[:, -1]
+    return masked
+
+
 class Cloze(Objective):
     """Mask a share of the items of each window and predict them with full-softmax cross-entropy.
 
@@ -30,12 +40,8 @@ class Cloze(Objective):
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)[:, 1:]  # (B, L): the model reads at most max_len items
-        real = items != 0
-        masked = (torch.rand(items.shape, device=items.device) < self.mask_prob) & real  # (B, L)
-        none = ~masked.any(dim=1)  # (B,) windows without a mask get their newest item masked
-        masked[:, -1] |= none & real[:, -1]
-        inputs = items.masked_fill(masked, backbone.mask_token)
-        hidden = backbone(inputs)[masked]  # (N, D)
+        masked = mask_positions(items, self.mask_prob)  # (B, L)
+        hidden = backbone(items.masked_fill(masked, backbone.mask_token))[masked]  # (N, D)
         logits = backbone.item_logits(hidden)  # (N, n_items)
         return {names.LOSS: F.cross_entropy(logits, items[masked] - 1)}
 
