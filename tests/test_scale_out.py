@@ -156,6 +156,7 @@ def hydra_job(tmp_path: Path) -> Iterator[DictConfig]:
 def test_child_processes_rerun_exactly_this_job(
     hydra_job: DictConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(cli, "_invocation", [])
     assert hydra_job_command() is None  # not started by divrec's CLI: Lightning's own launcher command is used
     monkeypatch.setattr(cli, "_invocation", ["train", "-cd", "/my/conf"])
     command = hydra_job_command()
