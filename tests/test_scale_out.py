@@ -26,6 +26,7 @@ from divrec import cli, names
 from divrec.errors import UserError
 from divrec.lit.strategies import DDPStrategy, check_launcher, hydra_job_command
 from divrec.pipeline import build
+from divrec.sweep.status import read_status
 
 needs_console_script = pytest.mark.skipif(not CONSOLE_SCRIPT.is_file(), reason=f"{CONSOLE_SCRIPT} not installed")
 
@@ -102,7 +103,9 @@ def test_multirun_with_ddp_gives_one_folder_per_job(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (logs / "train").iterdir()) == ["multiruns"]  # no single-run folders
     (sweep,) = (logs / "train" / "multiruns").iterdir()
-    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # one folder per job, no more
+    assert {p.name for p in sweep.iterdir() if p.is_file()} <= {"multirun.yaml", names.PROGRESS_FILE}
+    assert [read_status(sweep / job)["status"] for job in ("0", "1")] == [names.COMPLETED] * 2
     seeds = [read_metrics(sweep / job)["seed"] for job in ("0", "1")]
     assert seeds == [0, 1]
     for job in ("0", "1"):
