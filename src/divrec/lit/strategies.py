@@ -11,12 +11,14 @@ fresh processes. When processes are started externally (torchrun, SLURM's srun),
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import subprocess
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -122,7 +124,18 @@ class _HydraJobLaunch:
 
 
 class DDPStrategy(_HydraJobLaunch, pl.strategies.DDPStrategy):
-    """``pytorch_lightning.strategies.DDPStrategy`` whose launcher is safe under Hydra multirun."""
+    """``pytorch_lightning.strategies.DDPStrategy`` whose launcher is safe under Hydra multirun.
+
+    ``sync_buffers=False`` (default): no buffer broadcast before every forward. divrec's buffers (item popularity,
+    category multi-hot) are constants, equal on every rank; the option is passed under the name this torch's
+    ``DistributedDataParallel`` knows (``forward_sync_buffers``, formerly ``broadcast_buffers``).
+    """
+
+    def __init__(self, *args: Any, sync_buffers: bool = False, **kwargs: Any) -> None:
+        if not sync_buffers:
+            known = inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+            kwargs.setdefault("forward_sync_buffers" if "forward_sync_buffers" in known else "broadcast_buffers", False)
+        super().__init__(*args, **kwargs)
 
 
 class FSDPStrategy(_HydraJobLaunch, pl.strategies.FSDPStrategy):
