@@ -2,7 +2,8 @@
 
 Lightning's script launcher starts processes 1..N-1 by re-running ``sys.argv`` plus ``hydra.run.dir=<run dir>``.
 Under a Hydra multirun that re-runs the whole sweep in every child (duplicated output folders, children waiting on
-the wrong job, hung or killed jobs: ashleve/lightning-hydra-template#393, facebookresearch/hydra#2070). Here each
+the wrong job, hung or killed jobs: ashleve/lightning-hydra-template#393, facebookresearch/hydra#2070; Lightning's
+PR #11617 was undone by #15737 and #18175, which redoes it, is open; the template's answer is ddp_spawn). Here each
 child runs exactly the parent's job in Hydra's RUN mode: ``divrec <command> <this job's overrides>
 hydra.run.dir=<this job's output folder> hydra.output_subdir=null``. After every job ``distributed_job`` waits for
 the children, destroys the process group and restores the environment, so the next job of the sweep launches
