@@ -12,6 +12,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.profilers import Profiler
 from runhelpers import compose_config, leftovers, run_paths, without_hydra_node
 
 from divrec import names
@@ -186,7 +187,16 @@ def check_metrics(cfg: DictConfig, tmp_path: Path) -> None:
     assert list(cfg.metrics.ks) == sorted(cfg.metrics.ks) and cfg.metrics.rerank_candidates >= max(cfg.metrics.ks)
 
 
+def check_profiler(cfg: DictConfig, tmp_path: Path) -> None:
+    if not cfg.get("profiler"):  # profiler=none: the trainer gets no profiler
+        return
+    profiler = instantiate(cfg.profiler)
+    assert isinstance(profiler, Profiler)
+    assert Path(str(profiler.dirpath)) == tmp_path / "out" / "profiler"  # inside the run folder
+
+
 CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
+    "profiler": check_profiler,
     "rerank": check_rerank,
     "metrics": check_metrics,
     "data": check_data,

@@ -89,3 +89,8 @@ INIT_MATCHED = "init_matched_items"  # metrics.json after init_from=: items whos
 INIT_FRESH = "init_fresh_items"  # dataset items absent from the checkpoint (fresh embeddings)
 INIT_UNUSED = "init_unused_items"  # checkpoint items absent from the dataset
 CONFIG_KEY = "divrec_config"  # where a checkpoint carries the resolved config of the run that wrote it
+
+# --- explanations (divrec recommend explain=true): "|"-joined, strongest first, like CATEGORIES ----------------
+BECAUSE_OF = "because_of"  # raw ids of the history items that weighted the recommended item most
+BECAUSE_OF_TITLE = "because_of_title"  # their titles, where the dataset has them
+BECAUSE_OF_WEIGHT = "because_of_weight"  # their gradient × input attribution shares

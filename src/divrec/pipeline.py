@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
+from lightning_fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from divrec import names
+from divrec.checkpointing import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_path
 from divrec.data.datamodule import SeqDataModule
 from divrec.data.types import ProcessedData
-from divrec.errors import UserError
+from divrec.inspection.hparams import flat_hparams, log_hparams
 from divrec.lit.module import SeqRecModule
 from divrec.lit.strategies import check_launcher
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
@@ -93,42 +93,34 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # a learning-rate curve needs somewhere to go
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):  # unless the config brings its own
+        plugins.append(AtomicCheckpointIO())  # every checkpoint written atomically and read safely
+    profiler = instantiate(cfg.profiler) if cfg.get("profiler") else None
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=plugins,
+        profiler=profiler,
+        default_root_dir=str(output_dir),
+    )
     check_launcher(trainer)
     return trainer
 
 
 def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], output_dir: Path) -> dict[str, float]:
-    """Write metrics.json, log hparams with the final metrics, print the test table (files: process 0 only)."""
+    """Write metrics.json, log hparams with the final metrics (TensorBoard's HPARAMS tab), print the test table
+    (files: process 0 only)."""
     if trainer.is_global_zero:
         write_metrics(output_dir, metrics)
         write_per_user(output_dir, getattr(trainer.lightning_module, "test_per_user", {}))
     for logger in trainer.loggers:
-        hparams = _flat_hparams(cfg)
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, {k: v for k, v in metrics.items() if "/" in k})
-        else:
-            logger.log_hyperparams(hparams)
+        log_hparams(logger, flat_hparams(cfg), metrics, step=trainer.global_step)
         logger.save()
     if trainer.is_global_zero:
         print(f"\n{metrics_table(metrics, names.TEST)}\n\nrun folder: {output_dir}", flush=True)
     return metrics
-
-
-def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    keep = ("data", "model", "task", "optim", "scheduler", "seed")
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            flat[prefix] = node if isinstance(node, int | float | str | bool) else str(node)
-
-    walk("", {k: plain[k] for k in keep if k in plain})
-    return flat
 
 
 def _stage_metrics(results: list[dict[str, float]]) -> dict[str, float]:
@@ -136,8 +128,12 @@ def _stage_metrics(results: list[dict[str, float]]) -> dict[str, float]:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, then evaluate the best checkpoint (by ``callbacks.model_checkpoint.monitor``) on val and test."""
+    """Fit (resuming ``ckpt_path``; ``last`` = this run folder's last.ckpt), then evaluate the best checkpoint (by
+    ``callbacks.model_checkpoint.monitor``) on val and test."""
     output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resume_path(cfg)
+    if ckpt_path:  # a bad or foreign checkpoint fails here, before anything is written
+        check_resumable(cfg, read_checkpoint(ckpt_path, mmap=True), ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     trainer = make_trainer(cfg, output_dir)
     if trainer.is_global_zero:
@@ -145,7 +141,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, module = build(cfg)
     init_counts = init_backbone(cfg, datamodule, module)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     train_time = time.perf_counter() - start
     best = _best_checkpoint(trainer)
     metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
@@ -179,13 +175,7 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 def load_checkpoint(path: str) -> dict[str, Any]:
     """Read a checkpoint with safe deserialisation (tensors and plain containers only, no pickled code)."""
-    if not Path(path).is_file():
-        raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<run folder>/checkpoints/<file>.ckpt")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated file, not a checkpoint, unsafe content
-        reason = f"{err.__class__.__name__}: {err}".splitlines()[0]
-        raise UserError(f"cannot read checkpoint {path} ({reason}); is it complete and written by divrec?") from err
+    return read_checkpoint(path)
 
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:

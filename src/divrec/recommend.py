@@ -19,6 +19,7 @@ from divrec import names
 from divrec.data.types import ProcessedData
 from divrec.data.windows import last_items, right_padded
 from divrec.errors import UserError
+from divrec.inspection.explain import explain_lists, with_explanations
 from divrec.lit.module import SeqRecModule
 from divrec.metrics.ranking import mask_seen
 from divrec.rerank import RerankContext, rerank_lists
@@ -38,17 +39,23 @@ def select_users(data: ProcessedData, wanted: Sequence[str] | None) -> tuple[np.
     return np.array([index[u] for u in wanted if u in index], dtype=np.int64), unknown
 
 
+def user_sequences(data: ProcessedData, users: np.ndarray, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U, L) the last ``max_len`` known items of ``users`` (left-padded: the model input) and (U, S) all of them
+    (right-padded: what to exclude)."""
+    offsets, items = data.known_sequences()
+    sub_offsets = np.concatenate([[0], np.cumsum(np.diff(offsets)[users])]).astype(np.int64)
+    sub_items = np.concatenate([items[offsets[u] : offsets[u + 1]] for u in users]) if len(users) else items[:0]
+    history = torch.from_numpy(last_items(sub_offsets, sub_items, max_len))
+    return history, torch.from_numpy(right_padded(sub_offsets, sub_items))
+
+
 @torch.no_grad()
 def top_items(
     module: SeqRecModule, data: ProcessedData, users: np.ndarray, k: int, max_len: int, batch_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
     """(U, k) item ids and scores for ``users``, their whole known sequence excluded, after the module's re-ranker
     (if any) over its top ``rerank_candidates``."""
-    offsets, items = data.known_sequences()
-    sub_offsets = np.concatenate([[0], np.cumsum(np.diff(offsets)[users])]).astype(np.int64)
-    sub_items = np.concatenate([items[offsets[u] : offsets[u + 1]] for u in users]) if len(users) else items[:0]
-    history = torch.from_numpy(last_items(sub_offsets, sub_items, max_len))
-    seen = torch.from_numpy(right_padded(sub_offsets, sub_items))
+    history, seen = user_sequences(data, users, max_len)
     module.eval()
     ids, scores = [], []
     for start in range(0, len(users), batch_size):
@@ -113,6 +120,11 @@ def recommend(cfg: DictConfig, overrides: Sequence[str] = ()) -> Path:
         report.write_text("\n".join(unknown) + "\n")
         log.warning("%d requested user(s) are unknown (e.g. %s); listed in %s", len(unknown), unknown[:5], report)
     ids, scores = top_items(module, data, users, int(cfg.k), datamodule.max_len, datamodule.eval_batch_size)
-    path = write(as_frame(data, users, ids, scores), output)
+    frame = as_frame(data, users, ids, scores)
+    if cfg.get("explain"):
+        history, _ = user_sequences(data, users, datamodule.max_len)
+        why = explain_lists(module, history, ids, int(cfg.explain_top), datamodule.eval_batch_size)
+        frame = with_explanations(frame, data, ids, why)
+    path = write(frame, output)
     print(f"wrote {len(users)} users x top-{cfg.k} to {path}" + (f"; {len(unknown)} unknown" if unknown else ""))
     return path

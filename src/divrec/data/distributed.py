@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
 from divrec.data.errors import DataError
-from divrec.data.sampling import LengthGroupedBatchSampler
+from divrec.data.sampling import EpochBatchSampler
 
 
 class ShardError(DataError):
@@ -34,11 +33,6 @@ def process_shard(trainer: Any) -> tuple[int, int]:
     if trainer is None:
         return 0, 1
     return int(trainer.global_rank), int(trainer.world_size)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed that depends on both the run's seed and the epoch (no collisions between them)."""
-    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class EvalShardBatchSampler(Sampler[list[int]]):
@@ -71,13 +65,13 @@ class EvalShardBatchSampler(Sampler[list[int]]):
             yield batch.tolist()
 
 
-class EpochShardBatchSampler(Sampler[list[int]]):
-    """Length-grouped training batches of one rank; the order is a function of ``(seed, epoch)`` only.
+class EpochShardBatchSampler(EpochBatchSampler):
+    """One rank's share of :class:`EpochBatchSampler`'s batches (length-grouped, a function of ``(seed, epoch)``).
 
-    Lightning calls ``set_epoch`` at the start of every training epoch (through ``batch_sampler.sampler``, which is
-    this object), also after a resume. With ``world_size=1`` it yields every row exactly once per epoch; with more,
-    the global batch list is wrapped around to a multiple of ``world_size`` batches (the first few batches of the
-    epoch are repeated on the ranks that would otherwise run out), so all ranks take the same number of steps.
+    All ranks draw the same global batch list; it is wrapped around to a multiple of ``world_size`` batches (the
+    first few batches of the epoch are repeated on the ranks that would otherwise run out), so all ranks take the
+    same number of steps, and rank ``r`` takes every ``world_size``-th batch from ``r``. With ``world_size=1`` it
+    is exactly :class:`EpochBatchSampler`: every row once per epoch.
     """
 
     def __init__(
@@ -85,22 +79,15 @@ class EpochShardBatchSampler(Sampler[list[int]]):
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-        self.lengths, self.batch_size, self.group_batches = lengths, batch_size, group_batches
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch = 0
-        self.sampler = self  # Lightning looks for ``set_epoch`` on ``batch_sampler.sampler``
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        super().__init__(lengths, batch_size, seed, group_batches)
+        self.rank, self.world_size = rank, world_size
 
     def global_batches(self) -> list[list[int]]:
         """This epoch's batches of all ranks, in order (identical on every rank)."""
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return list(LengthGroupedBatchSampler(self.lengths, self.batch_size, generator, self.group_batches))
+        return list(super().__iter__())
 
     def __len__(self) -> int:
-        total = -(-len(self.lengths) // self.batch_size)
-        return -(-total // self.world_size)
+        return -(-super().__len__() // self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self.global_batches()

@@ -79,13 +79,27 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.attn_dropout = cfg.attn_dropout
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, L, D) → queries, keys, values, each (B, H, L, D/H)."""
         B, L, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, L, D)
-        q, k, v = (t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, L, d)
+        shape = (B, L, self.n_heads, D // self.n_heads)
+        return q.view(shape).transpose(1, 2), k.view(shape).transpose(1, 2), v.view(shape).transpose(1, 2)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        B, L, D = x.shape
+        q, k, v = self.heads(x)  # (B, H, L, d)
         p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, L, d)
         return self.proj(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+
+    def probabilities(self, x: Tensor, mask: Tensor) -> Tensor:
+        """(B, L, D) inputs, (B, 1, L, L) mask → (B, H, L, L) attention weights, written out for inspection: what
+        ``scaled_dot_product_attention`` computes inside ``forward`` (without dropout), softmax(q·kᵀ/√d) over the
+        keys each query may attend to; row i of head h holds query i's weights over keys 0..L-1 (rows sum to 1)."""
+        q, k, _ = self.heads(x)  # (B, H, L, d)
+        logits = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # (B, H, L, L)
+        return logits.masked_fill(~mask, float("-inf")).softmax(dim=-1)
 
 
 class Block(nn.Module):
@@ -102,6 +116,10 @@ class Block(nn.Module):
             nn.Linear(cfg.ffn_size, cfg.hidden_size),
         )
         self.drop = Dropout(cfg.dropout)
+
+    def attention_input(self, x: Tensor) -> Tensor:
+        """What the attention sub-layer reads from the block input: LayerNorm'd (pre-LN) or as is (post-LN)."""
+        return self.ln1(x) if self.norm_first else x
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # (B, L, D) -> (B, L, D)
         if self.norm_first:
@@ -152,18 +170,33 @@ class TransformerBackbone(nn.Module):
             keys = keys & torch.ones(L, L, dtype=torch.bool, device=items.device).tril()
         return keys | eye
 
-    def forward(self, items: Tensor) -> Tensor:
-        """(B, L) left-padded item ids (0 = padding, ``mask_token`` allowed) → (B, L, D) hidden states."""
+    def embed(self, items: Tensor) -> Tensor:
+        """(B, L) left-padded item ids → (B, L, D) input of the first block: item + positional embeddings."""
         L = items.shape[1]
         if self.cfg.max_len < L:
             raise ValueError(f"sequence length {L} exceeds model.max_len={self.cfg.max_len}")
         pos = torch.arange(L - 1, -1, -1, device=items.device)  # (L,) newest item = position 0
         x = self.item_emb(items) * self.cfg.hidden_size**0.5 + self.pos_emb(pos)  # (B, L, D)
-        x = self.emb_drop(self.emb_norm(x))
-        mask = self.attention_mask(items)
+        return self.emb_drop(self.emb_norm(x))
+
+    def forward(self, items: Tensor) -> Tensor:
+        """(B, L) left-padded item ids (0 = padding, ``mask_token`` allowed) → (B, L, D) hidden states."""
+        x, mask = self.embed(items), self.attention_mask(items)
         for block in self.blocks:
             x = block(x, mask)
         return self.final_norm(x)  # (B, L, D)
+
+    @torch.no_grad()
+    def attention_maps(self, items: Tensor) -> list[Tensor]:
+        """(B, L) item ids → one (B, H, L, L) tensor of attention weights per layer (query rows, key columns), as
+        the forward pass of the current mode uses them (call ``eval()`` first for dropout-free weights). The
+        weights are recomputed explicitly because ``scaled_dot_product_attention`` does not return them."""
+        x, mask = self.embed(items), self.attention_mask(items)
+        maps = []
+        for block in self.blocks:
+            maps.append(block.attn.probabilities(block.attention_input(x), mask))
+            x = block(x, mask)
+        return maps
 
     def item_table(self) -> Tensor:
         """(V, D) embeddings of the rankable vocabulary: padding (row 0, masked at ranking) and items 1..n_items."""
