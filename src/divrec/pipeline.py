@@ -23,6 +23,7 @@ from divrec.data.datamodule import SeqDataModule
 from divrec.data.types import ProcessedData
 from divrec.inspection.hparams import flat_hparams, log_hparams
 from divrec.lit.module import SeqRecModule
+from divrec.lit.strategies import check_launcher
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
 from divrec.models.backbone import BackboneConfig, ModelConfigError, TransformerBackbone
 from divrec.models.warmstart import save_backbone, warm_start
@@ -51,6 +52,8 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
     task.check_backbone(check_model_config(cfg.model).causal)  # before any data is loaded
     datamodule: SeqDataModule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, n_items=datamodule.n_items)
+    if cfg.get("compile"):  # torch.compile in place: parameter names (and checkpoints) stay the same
+        backbone.compile()
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     data, metrics_cfg = datamodule.load(), cfg.metrics
     backbone.use_item_attributes(  # side features, when model.item_attribute_fusion is set
@@ -97,7 +100,7 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     if not any(isinstance(p, CheckpointIO) for p in plugins):  # unless the config brings its own
         plugins.append(AtomicCheckpointIO())  # every checkpoint written atomically and read safely
     profiler = instantiate(cfg.profiler) if cfg.get("profiler") else None
-    return instantiate(
+    trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
@@ -105,17 +108,21 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
         profiler=profiler,
         default_root_dir=str(output_dir),
     )
+    check_launcher(trainer)
+    return trainer
 
 
 def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], output_dir: Path) -> dict[str, float]:
-    """Write metrics.json, log hparams with the final metrics (TensorBoard's HPARAMS tab), print the test table."""
-    write_metrics(output_dir, metrics)
+    """Write metrics.json, log hparams with the final metrics (TensorBoard's HPARAMS tab), print the test table
+    (files: process 0 only)."""
     if trainer.is_global_zero:
+        write_metrics(output_dir, metrics)
         write_per_user(output_dir, getattr(trainer.lightning_module, "test_per_user", {}))
     for logger in trainer.loggers:
         log_hparams(logger, flat_hparams(cfg), metrics, step=trainer.global_step)
         logger.save()
-    print(f"\n{metrics_table(metrics, names.TEST)}\n\nrun folder: {output_dir}", flush=True)
+    if trainer.is_global_zero:
+        print(f"\n{metrics_table(metrics, names.TEST)}\n\nrun folder: {output_dir}", flush=True)
     return metrics
 
 
@@ -131,10 +138,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if ckpt_path:  # a bad or foreign checkpoint fails here, before anything is written
         check_resumable(cfg, read_checkpoint(ckpt_path, mmap=True), ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
-    write_config(output_dir, cfg)
+    trainer = make_trainer(cfg, output_dir)
+    if trainer.is_global_zero:
+        write_config(output_dir, cfg)
     datamodule, module = build(cfg)
     init_counts = init_backbone(cfg, datamodule, module)
-    trainer = make_trainer(cfg, output_dir)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     train_time = time.perf_counter() - start
@@ -180,10 +188,11 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     cfg = checkpoint_config(cfg, checkpoint, overrides)
-    write_config(output_dir, cfg)
+    trainer = make_trainer(cfg, output_dir)
+    if trainer.is_global_zero:
+        write_config(output_dir, cfg)
     datamodule, module = build(cfg)
     module.load_state_dict(checkpoint["state_dict"])
-    trainer = make_trainer(cfg, output_dir)
     metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
     metrics |= _stage_metrics(trainer.test(module, datamodule=datamodule, verbose=False))
     return finish(cfg, trainer, metrics, output_dir)
