@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from lightning_fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
