@@ -39,9 +39,10 @@ class Run:
     overrides: tuple[str, ...]
 
 
-def tiny_train(run_dir: Path, data_dir: Path, seed: int) -> Run:
-    """``divrec.pipeline.train`` on the tiny synthetic setup; returns where it wrote and what it returned."""
-    overrides = (*TINY_TRAIN, f"seed={seed}", *run_paths(run_dir, data_dir))
+def tiny_train(run_dir: Path, data_dir: Path, seed: int, extra: Sequence[str] = ()) -> Run:
+    """``divrec.pipeline.train`` on the tiny synthetic setup (plus ``extra`` overrides); returns where it wrote and
+    what it returned."""
+    overrides = (*TINY_TRAIN, *extra, f"seed={seed}", *run_paths(run_dir, data_dir))
     metrics = train(compose_config("train", overrides))
     return Run(run_dir, data_dir, metrics, overrides)
 

@@ -19,6 +19,7 @@ from divrec import names
 from divrec.cli import config_dir
 from divrec.data.base import Source
 from divrec.data.datamodule import SeqDataModule
+from divrec.lit.strategies import HydraJobLauncher
 from divrec.models import TransformerBackbone
 from divrec.rerank import RerankContext, Reranker
 from divrec.tasks import FineTune, NegativeSampler, NextItemSampledSoftmax, Objective, Pretraining
@@ -96,8 +97,23 @@ def check_scheduler(cfg: DictConfig, tmp_path: Path) -> None:
 
 
 def check_trainer(cfg: DictConfig, tmp_path: Path) -> None:
-    trainer = instantiate(cfg.trainer, logger=False, default_root_dir=str(tmp_path / "out"))
+    node = cfg.trainer
+    if node.accelerator == "gpu" and not torch.cuda.is_available():  # same strategy and precision, built on the CPU
+        node = OmegaConf.merge(node, {"accelerator": "cpu", "devices": 1})
+    trainer = instantiate(node, logger=False, default_root_dir=str(tmp_path / "out"))
     assert isinstance(trainer, pl.Trainer)
+    assert trainer._accelerator_connector.use_distributed_sampler is False  # divrec shards batches itself
+    if node.devices != -1:  # -1: every visible GPU
+        assert trainer.world_size == node.devices * node.num_nodes
+    if node.get("strategy") is not None:  # multi-process: Lightning's strategy with divrec's Hydra-job launcher
+        assert isinstance(trainer.strategy._launcher, HydraJobLauncher)
+
+
+def check_launcher(cfg: DictConfig, tmp_path: Path) -> None:
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert launcher["tasks_per_node"] == launcher["gpus_per_node"] == cfg.trainer.devices >= 1  # one task per GPU
+    assert launcher["nodes"] == cfg.trainer.num_nodes
 
 
 def check_callbacks(cfg: DictConfig, tmp_path: Path) -> None:
@@ -195,8 +211,9 @@ CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
     "experiment": check_experiment,
     "hydra": check_hydra,
     "sweep": check_sweep,
+    "launcher": check_launcher,
 }
-NEEDS_HYDRA_NODE = {"experiment", "hydra", "sweep"}
+NEEDS_HYDRA_NODE = {"experiment", "hydra", "sweep", "launcher"}
 
 
 def test_every_config_group_has_a_check() -> None:

@@ -86,3 +86,13 @@ def test_a_pretraining_checkpoint_evaluates_with_its_heads(pretrained: tuple[Pat
     metrics = evaluate(eval_cfg)
     stored = read_metrics(run)
     assert metrics[names.MONITOR] == pytest.approx(stored[names.MONITOR])  # same weights, same cloze query
+
+
+def test_item_attribute_side_features_train_and_evaluate(tmp_path: Path) -> None:
+    run = tmp_path / "side"
+    metrics = train(cfg(run, tmp_path / "data", "model.item_attribute_fusion=gate"))
+    state = torch.load(run / names.BACKBONE_FILE, weights_only=True)["state_dict"]
+    assert any(key.startswith("item_side.") for key in state)
+    eval_cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", *QUIET, "trainer=cpu",
+                                       *run_paths(tmp_path / "eval", tmp_path / "data")])
+    assert evaluate(eval_cfg)[names.MONITOR] == pytest.approx(metrics[names.MONITOR])

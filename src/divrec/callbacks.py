@@ -1,13 +1,16 @@
-"""Small callbacks divrec adds to Lightning's own: wall-clock bookkeeping of each validation."""
+"""Small callbacks divrec adds to Lightning's own: wall-clock bookkeeping of each validation, and the random states
+that make a resumed run continue exactly like an uninterrupted one."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
@@ -35,7 +38,8 @@ class ValidationTimeline(pl.Callback):
 
     The file (``timeline.jsonl`` in the run folder) answers "how long until val NDCG@10 first reached x". Each row
     also carries this process's training throughput: ``train_sequences`` and ``train_positions`` (non-padding input
-    positions) seen in the epoch, and both per second of ``epoch_train_s``.
+    positions) seen in the epoch, and both per second of ``epoch_train_s``. A resumed run appends to the file; its
+    elapsed times restart from its own process and fit start.
     """
 
     def __init__(self, path: str) -> None:
@@ -47,6 +51,16 @@ class ValidationTimeline(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_start = time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A resumed run continues the file: rows of epochs it is about to redo (written after its checkpoint,
+        before the interruption) are dropped."""
+        if not trainer.is_global_zero or not self.path.is_file():
+            return
+        rows = self.path.read_text().splitlines()
+        kept = [row for row in rows if row.strip() and json.loads(row)["epoch"] < trainer.current_epoch]
+        if len(kept) < len(rows):
+            self.path.write_text("".join(f"{row}\n" for row in kept))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
@@ -88,3 +102,39 @@ class ValidationTimeline(pl.Callback):
             "sequences_per_s": round(self._sequences / seconds, 1),
             "positions_per_s": round(positions / seconds, 1),
         }
+
+
+class RandomState(pl.Callback):
+    """Stores the Python, numpy, torch and CUDA random states in every checkpoint and restores them when training
+    resumes from it (Lightning saves neither), so dropout masks and sampled negatives after a resume are the ones
+    the uninterrupted run would have drawn. The data order needs no state: it is a function of (seed, epoch).
+
+    In a multi-process run the checkpoint carries rank 0's states, which every rank restores.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, key, pos, has_gauss, gauss = np.random.get_state()
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": {
+                "kind": kind,
+                "key": torch.from_numpy(key.astype(np.int64)),
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "gauss": float(gauss),
+            },
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        version, internal, gauss_next = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+        n = state_dict["numpy"]
+        np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            for device, cuda_state in enumerate(state_dict["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(cuda_state, device)

@@ -36,20 +36,47 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"divrec's conf/ folder not found next to {here}; reinstall divrec")
 
 
+# Hydra's flags that choose config folders/files; DDP children get them again (see ``relaunch_command``).
+CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+_invocation: list[str] = []  # the divrec command and its config flags, recorded by ``main``
+
+
+def relaunch_command() -> list[str] | None:
+    """How to start this divrec command again in a new process (same config folders; the caller adds overrides);
+    None when this process was not started by ``main`` (e.g. ``divrec.pipeline`` called from another Hydra app)."""
+    return [sys.executable, "-m", "divrec", *_invocation] if _invocation else None
+
+
+def _config_flags(argv: list[str]) -> list[str]:
+    flags: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg in CONFIG_FLAGS and i + 1 < len(argv):
+            flags += [arg, argv[i + 1]]
+        elif arg.startswith(tuple(f"{flag}=" for flag in CONFIG_FLAGS)):
+            flags.append(arg)
+    return flags
+
+
 def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     """Every run records ``status.json`` in its folder (running → completed / failed with the one-line error).
 
     A bad input ends a single run with ``error: <one line>`` on stderr and exit status 2, not a traceback. In a
     multirun any exception fails only its own job: it is recorded and logged, and the job returns None, so the
-    sweep goes on (the Optuna sweeper, given no float, reports the trial as failed; NaN would crash its study)."""
+    sweep goes on (the Optuna sweeper, given no float, reports the trial as failed; NaN would crash its study).
+    Processes a job launched (DDP) are waited for, or stopped if it failed, and its process group is closed before
+    the next job (``distributed_job``); only process 0 writes the status."""
 
     def wrapped(cfg: DictConfig) -> object:
+        from divrec.lit.strategies import distributed_job, is_process_zero
+
         output_dir = Path(HydraConfig.get().runtime.output_dir)
-        write_status(output_dir, names.RUNNING)
+        status = write_status if is_process_zero() else lambda *args: None
+        status(output_dir, names.RUNNING)
         try:
-            result = run(cfg)
+            with distributed_job():
+                result = run(cfg)
         except Exception as err:
-            write_status(output_dir, names.FAILED, error_line(err))
+            status(output_dir, names.FAILED, error_line(err))
             if HydraConfig.get().mode == RunMode.MULTIRUN:
                 log.error("job failed, the sweep goes on: %s", error_line(err), exc_info=not isinstance(err, UserError))
                 return None
@@ -57,7 +84,7 @@ def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[Dic
                 print(f"error: {err}", file=sys.stderr, flush=True)
                 raise SystemExit(2) from None
             raise
-        write_status(output_dir, names.COMPLETED)
+        status(output_dir, names.COMPLETED)
         return result
 
     return wrapped
@@ -109,6 +136,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == command:
         sys.argv.pop(1)
     sys.argv[0] = f"divrec {command}"
+    _invocation[:] = [command, *_config_flags(sys.argv[1:])]
     runner = _reporting_user_errors(RUNNERS[command])
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(runner)()
 

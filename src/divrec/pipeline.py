@@ -14,15 +14,17 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from lightning_fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from divrec import names
+from divrec.checkpointing import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_path
 from divrec.data.datamodule import SeqDataModule
 from divrec.data.types import ProcessedData
-from divrec.errors import UserError
 from divrec.inspection.hparams import flat_hparams, log_hparams
 from divrec.lit.module import SeqRecModule
+from divrec.lit.strategies import check_launcher
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
 from divrec.models.backbone import BackboneConfig, ModelConfigError, TransformerBackbone
 from divrec.models.warmstart import save_backbone, warm_start
@@ -51,8 +53,13 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
     task.check_backbone(check_model_config(cfg.model).causal)  # before any data is loaded
     datamodule: SeqDataModule = instantiate(cfg.data)
     backbone = instantiate(cfg.model, n_items=datamodule.n_items)
+    if cfg.get("compile"):  # torch.compile in place: parameter names (and checkpoints) stay the same
+        backbone.compile()
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     data, metrics_cfg = datamodule.load(), cfg.metrics
+    backbone.use_item_attributes(  # side features, when model.item_attribute_fusion is set
+        torch.from_numpy(data.item_category_offsets), torch.from_numpy(data.item_category_ids), len(data.category_names)
+    )
     task.bind(backbone, data)  # heads sized by the data (attributes), freezing (task=finetune)
     module = SeqRecModule(
         backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler, ks=list(metrics_cfg.ks),
@@ -90,21 +97,33 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # a learning-rate curve needs somewhere to go
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):  # unless the config brings its own
+        plugins.append(AtomicCheckpointIO())  # every checkpoint written atomically and read safely
     profiler = instantiate(cfg.profiler) if cfg.get("profiler") else None
-    return instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=profiler, default_root_dir=str(output_dir)
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=plugins,
+        profiler=profiler,
+        default_root_dir=str(output_dir),
     )
+    check_launcher(trainer)
+    return trainer
 
 
 def finish(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], output_dir: Path) -> dict[str, float]:
-    """Write metrics.json, log hparams with the final metrics (TensorBoard's HPARAMS tab), print the test table."""
-    write_metrics(output_dir, metrics)
+    """Write metrics.json, log hparams with the final metrics (TensorBoard's HPARAMS tab), print the test table
+    (files: process 0 only)."""
     if trainer.is_global_zero:
+        write_metrics(output_dir, metrics)
         write_per_user(output_dir, getattr(trainer.lightning_module, "test_per_user", {}))
     for logger in trainer.loggers:
         log_hparams(logger, flat_hparams(cfg), metrics, step=trainer.global_step)
         logger.save()
-    print(f"\n{metrics_table(metrics, names.TEST)}\n\nrun folder: {output_dir}", flush=True)
+    if trainer.is_global_zero:
+        print(f"\n{metrics_table(metrics, names.TEST)}\n\nrun folder: {output_dir}", flush=True)
     return metrics
 
 
@@ -113,15 +132,20 @@ def _stage_metrics(results: list[dict[str, float]]) -> dict[str, float]:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, then evaluate the best checkpoint (by ``callbacks.model_checkpoint.monitor``) on val and test."""
+    """Fit (resuming ``ckpt_path``; ``last`` = this run folder's last.ckpt), then evaluate the best checkpoint (by
+    ``callbacks.model_checkpoint.monitor``) on val and test."""
     output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resume_path(cfg)
+    if ckpt_path:  # a bad or foreign checkpoint fails here, before anything is written
+        check_resumable(cfg, read_checkpoint(ckpt_path, mmap=True), ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
-    write_config(output_dir, cfg)
+    trainer = make_trainer(cfg, output_dir)
+    if trainer.is_global_zero:
+        write_config(output_dir, cfg)
     datamodule, module = build(cfg)
     init_counts = init_backbone(cfg, datamodule, module)
-    trainer = make_trainer(cfg, output_dir)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     train_time = time.perf_counter() - start
     best = _best_checkpoint(trainer)
     metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
@@ -155,13 +179,7 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 def load_checkpoint(path: str) -> dict[str, Any]:
     """Read a checkpoint with safe deserialisation (tensors and plain containers only, no pickled code)."""
-    if not Path(path).is_file():
-        raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<run folder>/checkpoints/<file>.ckpt")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated file, not a checkpoint, unsafe content
-        reason = f"{err.__class__.__name__}: {err}".splitlines()[0]
-        raise UserError(f"cannot read checkpoint {path} ({reason}); is it complete and written by divrec?") from err
+    return read_checkpoint(path)
 
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
@@ -171,10 +189,11 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     cfg = checkpoint_config(cfg, checkpoint, overrides)
-    write_config(output_dir, cfg)
+    trainer = make_trainer(cfg, output_dir)
+    if trainer.is_global_zero:
+        write_config(output_dir, cfg)
     datamodule, module = build(cfg)
     module.load_state_dict(checkpoint["state_dict"])
-    trainer = make_trainer(cfg, output_dir)
     metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
     metrics |= _stage_metrics(trainer.test(module, datamodule=datamodule, verbose=False))
     return finish(cfg, trainer, metrics, output_dir)

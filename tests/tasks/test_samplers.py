@@ -30,7 +30,7 @@ def popularity(counts: list[float], alpha: float = 1.0) -> PopularitySampler:
 def test_logq_sampled_softmax_matches_a_hand_computed_case() -> None:
     # q = counts / 8 = [0, 1/2, 1/4, 1/8, 1/8]; expected counts Q = 4 q = [-, 2, 1, 1/2, 1/2]
     task = NextItemSampledSoftmax(n_negatives=4, sampler=popularity([0, 4, 2, 1, 1]))
-    loss = task.sampled_loss(HIDDEN, TARGETS, NEG, TABLE, n_items=4)
+    loss = task.sampled_loss(HIDDEN, TARGETS, NEG, TABLE[TARGETS], TABLE[NEG], n_items=4)
     ln2, e = math.log(2), math.e
     # row 1: s_pos = 1 - ln 2; negatives 2, 3, 4, 2 → 2 - ln 1, 0 + ln 2, 1 + ln 2, 2 - ln 1
     row1 = -(1 - ln2) + math.log(e / 2 + 2 * e**2 + 2 + 2 * e)
@@ -41,7 +41,7 @@ def test_logq_sampled_softmax_matches_a_hand_computed_case() -> None:
 
 def test_without_correction_the_same_case_is_plain_sampled_softmax() -> None:
     task = NextItemSampledSoftmax(n_negatives=4, sampler=popularity([0, 4, 2, 1, 1]), logq_correction=False)
-    loss = task.sampled_loss(HIDDEN, TARGETS, NEG, TABLE, n_items=4)
+    loss = task.sampled_loss(HIDDEN, TARGETS, NEG, TABLE[TARGETS], TABLE[NEG], n_items=4)
     e = math.e
     row1 = -1 + math.log(e + 2 * e**2 + 1 + e)
     row2 = -2 + math.log(e**2 + 2 + math.exp(-2))
@@ -51,7 +51,7 @@ def test_without_correction_the_same_case_is_plain_sampled_softmax() -> None:
 def test_uniform_logq_is_a_constant_that_cancels() -> None:
     on = NextItemSampledSoftmax(n_negatives=4, sampler=UniformSampler())
     off = NextItemSampledSoftmax(n_negatives=4, sampler=UniformSampler(), logq_correction=False)
-    args = (HIDDEN, TARGETS, NEG, TABLE, 4)
+    args = (HIDDEN, TARGETS, NEG, TABLE[TARGETS], TABLE[NEG], 4)
     torch.testing.assert_close(on.sampled_loss(*args), off.sampled_loss(*args))
 
 

@@ -20,14 +20,17 @@ from divrec.compare.table import STATUS
 
 ACCURACY = (names.NDCG, names.HR, names.MRR)
 DIVERSITY = (names.ILD, names.NOVELTY, names.GINI, names.CATEGORY_COVERAGE, names.TAIL_SHARE, names.ENTROPY)
+FEW = 6  # up to this many distinct values, a numeric parameter is plotted as evenly spaced slots
 _KEY = re.compile(r"^(?P<stage>[^/]+)/(?P<name>[^@]+)@(?P<k>\d+)$")
 
 
 def plotted_metrics(columns: Sequence[str], metric: str) -> list[str]:
-    """The selection metric, then every metric at its cut-off K (val and test), then train time."""
+    """The selection metric, then the test accuracy and diversity metrics at its cut-off K, then train time."""
     m = _KEY.match(metric)
-    same_k = [c for c in columns if m and (mm := _KEY.match(c)) and mm["k"] == m["k"] and c != metric]
-    return [metric, *same_k, *([names.TRAIN_TIME] if names.TRAIN_TIME in columns else [])]
+    k = m["k"] if m else "10"
+    test = [f"{names.TEST}/{name}@{k}" for name in (*ACCURACY, *DIVERSITY)]
+    wanted = [metric, *test, names.TRAIN_TIME]
+    return [c for c in dict.fromkeys(wanted) if c in columns]
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -36,14 +39,17 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 def _positions(values: pd.Series) -> tuple[np.ndarray, list[str] | None, bool]:
-    """x positions: numbers as they are (log scale if they span > 20x and are positive), else category slots."""
+    """x positions: numbers with more than ``FEW`` distinct values as they are (log scale if they span > 20x and
+    are positive); else one evenly spaced slot per value, in order (a grid's 1e-3 and 3e-3 side by side)."""
     numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().all() and values.map(lambda v: not isinstance(v, bool)).all():
+    is_number = bool(numeric.notna().all() and values.map(lambda v: not isinstance(v, bool)).all())
+    if is_number and numeric.nunique() > FEW:
         x = numeric.to_numpy(np.float64)
-        log = bool((x > 0).all() and x.max() / x.min() > 20)
-        return x, None, log
-    labels = sorted({str(v) for v in values})
-    return np.array([labels.index(str(v)) for v in values], dtype=np.float64), labels, False
+        return x, None, bool((x > 0).all() and x.max() / x.min() > 20)
+    keys = sorted(set(numeric)) if is_number else sorted({str(v) for v in values})
+    slots = list(numeric) if is_number else [str(v) for v in values]
+    labels = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in keys]
+    return np.array([keys.index(v) for v in slots], dtype=np.float64), labels, False
 
 
 def metric_vs_param(frame: pd.DataFrame, param: str, metrics: Sequence[str], out: Path) -> Path:
@@ -65,7 +71,7 @@ def metric_vs_param(frame: pd.DataFrame, param: str, metrics: Sequence[str], out
     for ax in list(axes.flat)[len(metrics) :]:
         ax.set_visible(False)
     fig.suptitle(f"metrics vs {param} ({len(done)} completed runs; red: mean per value)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     path = out / f"metrics_vs_{re.sub(r'[^A-Za-z0-9_.-]+', '_', param)}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -94,7 +100,7 @@ def accuracy_vs_diversity(frame: pd.DataFrame, metric: str, out: Path) -> Path |
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"accuracy vs diversity ({len(done)} completed runs)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     path = out / "accuracy_vs_diversity.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

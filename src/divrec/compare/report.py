@@ -25,6 +25,7 @@ from divrec.compare.table import (
     markdown,
     mean_std,
     param_columns,
+    run_labels,
     runs_frame,
 )
 from divrec.report import write_atomic
@@ -44,18 +45,16 @@ class Comparison:
 def compare(runs: Sequence[RunRecord], metric: str, maximize: bool = True) -> Comparison:
     frame = runs_frame(runs, metric, maximize)
     groups = group_by_config(frame, metric, maximize)
-    test, note = best_two_test(frame, groups, runs, metric)
+    test, note = best_two_test(groups, runs, metric)
     return Comparison(frame, groups, param_columns(frame), metric, maximize, test, note)
 
 
-def best_two_test(
-    frame: pd.DataFrame, groups: pd.DataFrame, runs: Sequence[RunRecord], metric: str
-) -> tuple[PairedTest | None, str]:
+def best_two_test(groups: pd.DataFrame, runs: Sequence[RunRecord], metric: str) -> tuple[PairedTest | None, str]:
     """Paired test over users between the best two configurations, on the per-user test version of ``metric``."""
     if len(groups) < 2:
         return None, "fewer than two completed configurations"
     per_user = per_user_metric_of(metric)
-    by_label = dict(zip(frame[RUN], (r.path for r in _in_frame_order(frame, runs)), strict=True))
+    by_label = dict(zip(run_labels(runs), (r.path for r in runs), strict=True))
     series = []
     for _, group in groups.head(2).iterrows():
         values = per_user_values([by_label[label] for label in str(group[RUN]).split(" ")], per_user)
@@ -64,13 +63,6 @@ def best_two_test(
         series.append((str(group[CONFIG]), values))
     (a_label, a), (b_label, b) = series
     return paired_test(per_user, a_label, a, b_label, b), ""
-
-
-def _in_frame_order(frame: pd.DataFrame, runs: Sequence[RunRecord]) -> list[RunRecord]:
-    from divrec.compare.table import run_labels
-
-    by_label = dict(zip(run_labels(runs), runs, strict=True))
-    return [by_label[label] for label in frame[RUN]]
 
 
 def _summary_columns(comparison: Comparison) -> list[str]:

@@ -16,12 +16,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from divrec import names
+from divrec.data.distributed import EpochShardBatchSampler, EvalShardBatchSampler, process_shard
 from divrec.data.errors import DataError
 from divrec.data.prepare import prepare_dataset
-from divrec.data.sampling import LengthGroupedBatchSampler
 from divrec.data.splits import ranges
 from divrec.data.types import EvalSplit, ProcessedData
 from divrec.data.windows import last_items, right_padded, training_windows
+from divrec.errors import UserError
 
 
 def leading_padding(x: Tensor) -> int:
@@ -186,17 +187,35 @@ class SeqDataModule(pl.LightningDataModule):
             **batching,
         )
 
+    def _shard(self) -> tuple[int, int]:
+        """This process's ``(rank, world_size)``; divrec shards its own batches (see ``divrec.data.distributed``)."""
+        trainer = self.trainer
+        rank, world = process_shard(trainer)
+        if world > 1 and getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", False):
+            raise UserError(
+                "trainer.use_distributed_sampler=true would pad evaluation with repeated users and replace divrec's "
+                "batches; set trainer.use_distributed_sampler=false (divrec shards the data per process itself)"
+            )
+        return rank, world
+
     def train_dataloader(self) -> DataLoader:
         self.setup()
         windows = self.tensors[names.TRAIN][names.ITEMS]
-        generator = torch.Generator().manual_seed(self.seed)
-        sampler = LengthGroupedBatchSampler((windows != 0).sum(1), self.batch_size, generator, self.group_batches)
+        rank, world = self._shard()
+        sampler = EpochShardBatchSampler(
+            (windows != 0).sum(1), self.batch_size, self.seed, self.group_batches, rank=rank, world_size=world
+        )
         return self._loader(names.TRAIN, batch_sampler=sampler)
 
-    def val_dataloader(self) -> DataLoader:
+    def _eval_loader(self, stage: str) -> DataLoader:
         self.setup()
-        return self._loader(names.VAL, batch_size=self.eval_batch_size)
+        rank, world = self._shard()
+        n_rows = len(self.tensors[stage][names.TARGET])
+        sampler = EvalShardBatchSampler(n_rows, self.eval_batch_size, rank, world, what=f"{stage} users")
+        return self._loader(stage, batch_sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(names.VAL)
 
     def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(names.TEST, batch_size=self.eval_batch_size)
+        return self._eval_loader(names.TEST)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from divrec import names
 from divrec.data.datamodule import SeqDataModule
+from divrec.data.features import item_categories
 from divrec.data.locate import locate
 from divrec.data.preprocess import Sequences
 from divrec.data.types import EvalSplit, ProcessedData
@@ -39,21 +40,27 @@ NDCG10 = names.metric_key(names.TEST, names.NDCG, 10)
 INITIAL = "initial"  # checkpoint name of the model every strategy starts from
 
 
-def load_sequences(data_cfg: DictConfig) -> Sequences:
-    """The configured dataset, preprocessed into chronological per-user sequences (with timestamps), unsplit."""
+Categories = tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR over items 0..n_items: offsets, ids, names
+
+
+def load_sequences(data_cfg: DictConfig) -> tuple[Sequences, Categories]:
+    """The configured dataset, preprocessed into chronological per-user sequences (with timestamps), unsplit, and
+    its item categories/attributes (for side features and attribute objectives)."""
     datamodule: SeqDataModule = instantiate(data_cfg)
     source = datamodule.source
     folder = datamodule.data_dir / source.name
     if source.files:
         folder = locate(source, datamodule.data_dir, datamodule.mirror, datamodule.download)
-    return datamodule.preprocessing(source.load(folder))
+    raw = source.load(folder)
+    seqs = datamodule.preprocessing(raw)
+    return seqs, item_categories(raw.item_features, seqs.item_raw_ids)
 
 
 class FeedbackRunner:
     """Builds, trains, evaluates, saves and restores models for the loop; strategies call it."""
 
-    def __init__(self, cfg: DictConfig, seqs: Sequences, output_dir: Path) -> None:
-        self.cfg, self.seqs, self.output_dir = cfg, seqs, output_dir
+    def __init__(self, cfg: DictConfig, seqs: Sequences, categories: Categories, output_dir: Path) -> None:
+        self.cfg, self.seqs, self.categories, self.output_dir = cfg, seqs, categories, output_dir
         self.initial_epochs: int = cfg.feedback.initial_epochs
         self.run_config = OmegaConf.to_container(cfg, resolve=True)
         self.progress: bool = cfg.feedback.get("progress_bars", True)  # a bar per training run
@@ -61,9 +68,13 @@ class FeedbackRunner:
     def new_model(self) -> SeqRecModule:
         cfg = self.cfg
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+        backbone, task = instantiate(cfg.model, n_items=self.seqs.n_items), instantiate(cfg.task)
+        offsets, ids, category_names = self.categories
+        backbone.use_item_attributes(torch.from_numpy(offsets), torch.from_numpy(ids), len(category_names))
+        task.bind(backbone, self._processed(_no_csr(self.seqs.n_users), _no_rows()))  # as pipeline.build does
         module = SeqRecModule(
-            backbone=instantiate(cfg.model, n_items=self.seqs.n_items),
-            task=instantiate(cfg.task),
+            backbone=backbone,
+            task=task,
             optimizer=instantiate(cfg.optim),
             scheduler=scheduler,
             ks=list(cfg.metrics.ks),
@@ -79,7 +90,7 @@ class FeedbackRunner:
 
     def evaluate(self, module: SeqRecModule, split: EvalSplit) -> dict[str, float]:
         trainer = self._trainer()
-        datamodule = self._datamodule((np.zeros(self.seqs.n_users + 1, dtype=np.int64), np.zeros(0, np.int64)), split)
+        datamodule = self._datamodule(_no_csr(self.seqs.n_users), split)
         return {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
 
     def checkpoint(self, module: SeqRecModule, name: str) -> Path:
@@ -108,8 +119,12 @@ class FeedbackRunner:
             group_batches=data_cfg.group_batches,
             seed=self.cfg.seed,
         )
-        seqs = self.seqs
-        datamodule.data = ProcessedData(
+        datamodule.data = self._processed(train, split)
+        return datamodule
+
+    def _processed(self, train: tuple[np.ndarray, np.ndarray], split: EvalSplit) -> ProcessedData:
+        seqs, (offsets, ids, category_names) = self.seqs, self.categories
+        return ProcessedData(
             n_users=seqs.n_users,
             n_items=seqs.n_items,
             train_offsets=train[0],
@@ -118,8 +133,10 @@ class FeedbackRunner:
             test=split,
             item_raw_ids=seqs.item_raw_ids,
             user_raw_ids=seqs.user_raw_ids,
+            item_category_offsets=offsets,
+            item_category_ids=ids,
+            category_names=category_names,
         )
-        return datamodule
 
     def _trainer(self, **overrides: Any) -> pl.Trainer:
         fixed = {
@@ -133,6 +150,10 @@ class FeedbackRunner:
         return instantiate(self.cfg.trainer, **(fixed | overrides), default_root_dir=str(self.output_dir))
 
 
+def _no_csr(n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+
+
 def _no_rows() -> EvalSplit:
     empty = np.zeros(0, dtype=np.int64)
     return EvalSplit(users=empty, history_offsets=np.zeros(1, dtype=np.int64), history_items=empty, targets=empty)
@@ -144,11 +165,11 @@ def run_feedback(cfg: DictConfig) -> dict[str, float]:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)  # one trainer per step
     check_model_config(cfg.model)
     instantiate(cfg.task).check_backbone(cfg.model.causal)  # before any data is loaded
-    seqs = load_sequences(cfg.data)
+    seqs, categories = load_sequences(cfg.data)
     loop = cfg.feedback
     cuts = cutoffs(times_of(seqs), loop.start_quantile, loop.n_windows)
     write_config(output_dir, cfg)  # only once the data is known to fit the loop: a refused run leaves nothing
-    runner = FeedbackRunner(cfg, seqs, output_dir)
+    runner = FeedbackRunner(cfg, seqs, categories, output_dir)
     start = time.perf_counter()
     initial = runner.new_model()
     runner.fit(initial, known_before(seqs, cuts[0]), runner.initial_epochs)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from divrec.errors import UserError
+from divrec.models.side import FUSIONS, ItemAttributeFusion
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 
@@ -35,6 +36,7 @@ class BackboneConfig:
     attn_dropout: float = 0.2  # on attention weights
     norm_first: bool = True  # pre-LayerNorm (stable, usual today) or post-LayerNorm (original Transformer)
     causal: bool = True  # SASRec: each position sees only the past; BERT4Rec: False (bidirectional)
+    item_attribute_fusion: str | None = None  # item side features: null (off) | sum | concat | gate (models/side.py)
 
     def __post_init__(self) -> None:
         def fail(msg: str) -> None:
@@ -49,6 +51,8 @@ class BackboneConfig:
                 f"choose n_heads among {[h for h in range(1, self.hidden_size + 1) if self.hidden_size % h == 0][:8]}"
                 " or change hidden_size"
             )
+        if self.item_attribute_fusion is not None and self.item_attribute_fusion not in FUSIONS:
+            fail(f"model.item_attribute_fusion={self.item_attribute_fusion!r} is not null or one of {list(FUSIONS)}")
         if self.activation not in ACTIVATIONS:
             fail(f"model.activation={self.activation!r} is not one of {sorted(ACTIVATIONS)}")
         for name in ("dropout", "attn_dropout"):
@@ -150,6 +154,32 @@ class TransformerBackbone(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.hidden_size) if cfg.norm_first else nn.Identity()
         self.apply(self._init_weights)
+        self.item_side: ItemAttributeFusion | None = None  # created by use_item_attributes when configured
+
+    def use_item_attributes(self, offsets: Tensor, attribute_ids: Tensor, n_attributes: int) -> None:
+        """Give items their attributes (CSR over items 0..n_items, as ``ProcessedData.item_category_*``); with
+        ``item_attribute_fusion`` set they are fused into every item vector, else this does nothing."""
+        if self.cfg.item_attribute_fusion is None:
+            return
+        if n_attributes == 0:
+            raise ModelConfigError(
+                "model.item_attribute_fusion is set but the dataset has no item attributes/categories; "
+                "set model.item_attribute_fusion=null or choose a dataset with attributes"
+            )
+        offsets = torch.cat([offsets.long(), offsets.long()[-1:]])  # + an empty bag for the [MASK] row
+        self.item_side = ItemAttributeFusion(
+            self.cfg.item_attribute_fusion, self.cfg.hidden_size, offsets, attribute_ids, n_attributes
+        )
+
+    def item_vectors(self) -> Tensor:
+        """(n_items + 2, D) item representations: the embedding table, fused with attributes when configured."""
+        table = self.item_emb.weight
+        return table if self.item_side is None else self.item_side(table)
+
+    def embed_items(self, items: Tensor) -> Tensor:
+        """Item ids of any shape (…) → (…, D) item representations (the rows of ``item_vectors``)."""
+        rows = self.item_emb(items)  # (…, D)
+        return rows if self.item_side is None else self.item_side(rows, items)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -176,7 +206,7 @@ class TransformerBackbone(nn.Module):
         if self.cfg.max_len < L:
             raise ValueError(f"sequence length {L} exceeds model.max_len={self.cfg.max_len}")
         pos = torch.arange(L - 1, -1, -1, device=items.device)  # (L,) newest item = position 0
-        x = self.item_emb(items) * self.cfg.hidden_size**0.5 + self.pos_emb(pos)  # (B, L, D)
+        x = self.embed_items(items) * self.cfg.hidden_size**0.5 + self.pos_emb(pos)  # (B, L, D)
         return self.emb_drop(self.emb_norm(x))
 
     def forward(self, items: Tensor) -> Tensor:
@@ -200,7 +230,7 @@ class TransformerBackbone(nn.Module):
 
     def item_table(self) -> Tensor:
         """(V, D) embeddings of the rankable vocabulary: padding (row 0, masked at ranking) and items 1..n_items."""
-        return self.item_emb.weight[: self.n_items + 1]
+        return self.item_vectors()[: self.n_items + 1]
 
     def score(self, hidden: Tensor) -> Tensor:
         """(N, D) representations → (N, V) scores over item ids 0..n_items (column 0 = padding, for ranking)."""
@@ -208,4 +238,4 @@ class TransformerBackbone(nn.Module):
 
     def item_logits(self, hidden: Tensor) -> Tensor:
         """(N, D) → (N, n_items) logits over real items 1..n_items (column j = item j + 1), for softmax losses."""
-        return hidden @ self.item_emb.weight[1 : self.n_items + 1].T
+        return hidden @ self.item_vectors()[1 : self.n_items + 1].T

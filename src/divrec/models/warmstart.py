@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "divrec-backbone/1"
 ITEM_TABLE = "item_emb.weight"  # the only tensor whose first dimension depends on the dataset
+SIDE_PREFIX = "item_side."  # attribute side features: attribute ids are dataset-specific, never transferred
 SHAPE_FIELDS = ("hidden_size", "n_layers", "ffn_size", "max_len", "norm_first")  # settings that change tensors
 
 
@@ -98,13 +99,17 @@ def read_backbone(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def _transferable(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith(SIDE_PREFIX)}
+
+
 def _settings(cfg: dict[str, Any]) -> str:
     return ", ".join(f"{k}={cfg.get(k)}" for k in SHAPE_FIELDS)
 
 
 def check_compatible(backbone: TransformerBackbone, payload: dict[str, Any], path: str | Path) -> None:
     """Raise ``WarmStartError`` naming both shapes when the checkpoint's tensors do not fit ``backbone``."""
-    ours, theirs = backbone.state_dict(), payload["state_dict"]
+    ours, theirs = _transferable(backbone.state_dict()), _transferable(payload["state_dict"])
     settings = (
         f"checkpoint model: {_settings(payload['config'])}; this run: {_settings(dataclasses.asdict(backbone.cfg))}"
     )
@@ -133,7 +138,7 @@ def warm_start(backbone: TransformerBackbone, path: str | Path, item_ids: Sequen
     payload = read_backbone(path)
     check_compatible(backbone, payload, path)
     theirs = payload["state_dict"]
-    for key, tensor in backbone.state_dict().items():  # state_dict tensors share storage with the parameters
+    for key, tensor in _transferable(backbone.state_dict()).items():  # tensors share storage with the parameters
         if key != ITEM_TABLE:
             tensor.copy_(theirs[key])
     match = match_items(payload["item_ids"], item_ids)

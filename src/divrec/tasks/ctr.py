@@ -46,12 +46,12 @@ class PointwiseCTR(Objective):
         keep = (inputs != 0) & (targets != 0)  # (B, L)
         h, t = hidden[keep], targets[keep]  # (N, D), (N,)
         labels = (ratings[:, 1:][keep] >= self.positive_rating).float()  # (N,)
-        observed = (h * backbone.item_emb(t)).sum(-1) + self.bias  # (N,)
+        observed = (h * backbone.embed_items(t)).sum(-1) + self.bias  # (N,)
         loss_observed = F.binary_cross_entropy_with_logits(observed, labels, reduction="sum")
         loss_sampled = observed.new_zeros(())
         if self.n_negatives:
             neg = sample_negatives(len(t), self.n_negatives, backbone.n_items, h.device)  # (N, n)
-            sampled = torch.einsum("nd,nkd->nk", h, backbone.item_emb(neg)) + self.bias  # (N, n)
+            sampled = torch.einsum("nd,nkd->nk", h, backbone.embed_items(neg)) + self.bias  # (N, n)
             loss_sampled = F.softplus(sampled).sum()  # BCE with label 0
         pairs = len(t) * (1 + self.n_negatives)
         return {
@@ -65,14 +65,14 @@ class PointwiseCTR(Objective):
         target, seen = batch[names.TARGET], batch[names.SEEN]  # (B,), (B, S)
         labels = (_ratings(batch, names.TARGET_RATING) >= self.positive_rating).float()  # (B,)
         query = self.query(backbone, batch[names.HISTORY])  # (B, D)
-        logits = [(query * backbone.item_emb(target)).sum(-1) + self.bias]
+        logits = [(query * backbone.embed_items(target)).sum(-1) + self.bias]
         pair_labels = [labels]
         if self.eval_negatives:
             generator = torch.Generator().manual_seed(int(batch[names.USER_INDEX][0]))
             neg = torch.randint(1, backbone.n_items + 1, (len(target), self.eval_negatives), generator=generator)
             neg = neg.to(target.device)  # (B, n)
             valid = (neg != target[:, None]) & ~(neg[:, :, None] == seen[:, None, :]).any(-1)  # unseen only
-            neg_logits = torch.einsum("bd,bkd->bk", query, backbone.item_emb(neg)) + self.bias  # (B, n)
+            neg_logits = torch.einsum("bd,bkd->bk", query, backbone.embed_items(neg)) + self.bias  # (B, n)
             logits.append(neg_logits[valid])
             pair_labels.append(torch.zeros_like(neg_logits[valid]))
         return torch.cat(logits), torch.cat(pair_labels)

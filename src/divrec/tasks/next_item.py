@@ -46,7 +46,7 @@ def softmax_ce(
     if chunk_size is None:
         logits = backbone.item_logits(hidden)  # (N, n_items): column j = item j + 1
         return F.cross_entropy(logits, targets - 1, label_smoothing=label_smoothing)
-    table = backbone.item_emb.weight[1 : backbone.n_items + 1]  # (n_items, D), the rows item_logits uses
+    table = backbone.item_vectors()[1 : backbone.n_items + 1]  # (n_items, D), the rows item_logits uses
     return chunked_cross_entropy(hidden, table, targets - 1, chunk_size, label_smoothing)
 
 
@@ -87,7 +87,7 @@ class NextItemBCE(SampledNegatives):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
         neg = self.sample((len(targets), self.n_negatives), backbone)  # (N, n); a hit on the positive: O(1/n_items)
-        emb = backbone.item_emb
+        emb = backbone.embed_items
         pos_logit = (hidden * emb(targets)).sum(-1)  # (N,)
         neg_logit = torch.einsum("nd,nkd->nk", hidden, emb(neg))  # (N, n)
         loss = F.softplus(-pos_logit).mean() + F.softplus(neg_logit).mean()
@@ -114,12 +114,17 @@ class NextItemSampledSoftmax(SampledNegatives):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
         neg = self.sample((self.n_negatives,), backbone)  # (n,) shared by every position
-        return {names.LOSS: self.sampled_loss(hidden, targets, neg, backbone.item_emb.weight, backbone.n_items)}
+        embed = backbone.embed_items
+        loss = self.sampled_loss(hidden, targets, neg, embed(targets), embed(neg), backbone.n_items)
+        return {names.LOSS: loss}
 
-    def sampled_loss(self, hidden: Tensor, targets: Tensor, neg: Tensor, table: Tensor, n_items: int) -> Tensor:
-        """The loss for (N, D) states, (N,) positive ids and (n,) shared negative ids scored against ``table``."""
-        pos_logit = (hidden * table[targets]).sum(-1, keepdim=True)  # (N, 1)
-        neg_logit = hidden @ table[neg].T  # (N, n)
+    def sampled_loss(
+        self, hidden: Tensor, targets: Tensor, neg: Tensor, pos_emb: Tensor, neg_emb: Tensor, n_items: int
+    ) -> Tensor:
+        """The loss for (N, D) states, (N,) positive ids with their (N, D) embeddings and (n,) shared negative ids
+        with their (n, D) embeddings."""
+        pos_logit = (hidden * pos_emb).sum(-1, keepdim=True)  # (N, 1)
+        neg_logit = hidden @ neg_emb.T  # (N, n)
         if self.logq_correction:
             log_count = math.log(self.n_negatives)  # log Q(i) = log n + log q(i)
             pos_logit = pos_logit - (log_count + self.sampler.log_q(targets, n_items)).to(pos_logit.dtype)[:, None]
