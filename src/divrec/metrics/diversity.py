@@ -62,24 +62,43 @@ def item_popularity(train_items: ArrayLike, n_items: int) -> Tensor:
     return counts
 
 
+def category_slots(multi_hot: Tensor) -> Tensor:
+    """``(n_items+1, S)`` int64 category ids of each item (S = the most categories of any item, at least 1), padded
+    with the sentinel ``C`` (= number of categories): a compact form of the ``(n_items+1, C)`` multi-hot."""
+    counts = multi_hot.sum(1)
+    width = max(int(counts.max()) if counts.numel() else 0, 1)
+    # stable sort puts each row's categories (True) first, in increasing id order
+    order = torch.sort((~multi_hot).to(torch.uint8), dim=1, stable=True).indices[:, :width]  # (n_items+1, S)
+    filled = torch.arange(width, device=multi_hot.device).unsqueeze(0) < counts.unsqueeze(1)
+    return torch.where(filled, order, torch.full_like(order, multi_hot.shape[1]))
+
+
 def category_distribution(
-    items: Tensor, multi_hot: Tensor, dtype: torch.dtype = torch.float64
+    items: Tensor, multi_hot: Tensor, dtype: torch.dtype = torch.float64, slots: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     r"""Category distribution of item lists (Steck 2018, uniform item weights).
 
     :math:`p(c \mid \text{list}) = \frac{1}{n} \sum_{i \in \text{list}} \mathbb{1}[c \in C_i] / |C_i|` over the
     :math:`n` items of the list that have at least one category (id 0 and uncategorised items are skipped).
+    Computed with one ``scatter_add`` over each item's category ids (``category_slots``), never materialising a
+    ``(B, L, C)`` multi-hot.
 
     Args:
         items: ``(B, L)`` item ids, 0 = empty slot.
         multi_hot: ``(n_items+1, C)`` from ``categories_multi_hot``.
+        slots: ``category_slots(multi_hot)``, when the caller keeps it (saves recomputing it).
     Returns:
         ``(B, C)`` distributions (all zeros where ``n = 0``) and ``(B,)`` int64 ``n``.
     """
-    m = multi_hot[items.long()].to(dtype)  # (B, L, C)
-    sizes = m.sum(-1, keepdim=True)  # (B, L, 1)
-    n = (sizes.squeeze(-1) > 0).sum(1)  # (B,)
-    dist = (m / sizes.clamp_min(1)).sum(1) / n.clamp_min(1).unsqueeze(1).to(dtype)  # (B, C)
+    n_cat = multi_hot.shape[1]
+    slots = category_slots(multi_hot) if slots is None else slots
+    s = slots.to(items.device)[items.long()]  # (B, L, S)
+    sizes = (s < n_cat).sum(-1)  # (B, L)
+    n = (sizes > 0).sum(1)  # (B,)
+    weight = (1.0 / sizes.clamp_min(1).to(dtype)).unsqueeze(-1).expand(s.shape)  # (B, L, S)
+    total = torch.zeros(items.shape[0], n_cat + 1, dtype=dtype, device=items.device)
+    total.scatter_add_(1, s.reshape(items.shape[0], -1), weight.reshape(items.shape[0], -1))
+    dist = total[:, :n_cat] / n.clamp_min(1).unsqueeze(1).to(dtype)  # (B, C)
     return dist, n
 
 
@@ -277,9 +296,12 @@ class _CategoryMetric(PerUserListMetric):
         self.n_items = multi_hot.shape[0] - 1
         self.register_buffer("multi_hot", multi_hot.bool(), persistent=False)
 
-    def _gather(self, items: Tensor) -> Tensor:
+    def _gather_check(self, items: Tensor) -> None:
         if items.numel() and int(items.max()) > self.n_items:
             raise ValueError(f"item ids must lie in 0..{self.n_items}")
+
+    def _gather(self, items: Tensor) -> Tensor:
+        self._gather_check(items)
         return self.multi_hot[items].to(torch.float64)  # (B, K, C)
 
 
@@ -350,19 +372,36 @@ class Miscalibration(_CategoryMetric):
 
     higher_is_better = False
     name: ClassVar[str] = names.MISCALIBRATION
+    slots: Tensor
 
     def __init__(self, k: int, multi_hot: Tensor, alpha: float = 0.01, **kwargs: Any) -> None:
         super().__init__(k, multi_hot, **kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         self.alpha = float(alpha)
+        self.register_buffer("slots", category_slots(self.multi_hot), persistent=False)
 
-    def _per_user(self, items: Tensor, histories: Tensor | None = None, **kwargs: Any) -> Tensor:
-        if histories is None or histories.shape[0] != items.shape[0]:
+    def history_distribution(self, histories: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, C)`` history category distributions :math:`p_u` and ``(B,)`` categorised-item counts; compute once
+        per batch and pass as ``update(items, history_dist=...)`` to share it between several K."""
+        return category_distribution(histories.to(self.device), self.multi_hot, slots=self.slots)
+
+    def _per_user(
+        self,
+        items: Tensor,
+        histories: Tensor | None = None,
+        history_dist: tuple[Tensor, Tensor] | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        if history_dist is None:
+            if histories is None:
+                raise ValueError("Miscalibration.update needs histories (B, L) or history_dist")
+            history_dist = self.history_distribution(histories)
+        p, n_hist = history_dist  # (B, C), (B,)
+        if p.shape[0] != items.shape[0]:
             raise ValueError("Miscalibration.update needs histories (B, L) matching the (B, K) lists")
-        self._gather(items)  # range check
-        p, n_hist = category_distribution(histories.to(items.device), self.multi_hot)  # (B, C), (B,)
-        q, _ = category_distribution(items, self.multi_hot)  # (B, C)
+        self._gather_check(items)
+        q, _ = category_distribution(items, self.multi_hot, slots=self.slots)  # (B, C)
         kl = calibration_kl(p, q, self.alpha)
         return torch.where(n_hist > 0, kl, torch.full_like(kl, math.nan))
 
@@ -477,11 +516,14 @@ class DiversityEvaluator(nn.Module):
         if topk_items.dim() != 2 or topk_items.shape[1] < self.ks[-1]:
             raise ValueError(f"topk_items must be (B, >={self.ks[-1]}), got shape {tuple(topk_items.shape)}")
         emb = self._embedding_getter() if self._embedding_getter is not None else None
+        history_dist = None  # the history's category distribution, computed once and shared by every K
         for key, name in self._keys:
             if name == names.MISCALIBRATION:
                 if histories is None:
                     raise ValueError("histories are required to update miscalibration")
-                self.metrics[key].update(topk_items, histories=histories)
+                metric = self.metrics[key]
+                history_dist = history_dist or metric.history_distribution(histories)
+                metric.update(topk_items, history_dist=history_dist)
             elif name == names.ILD_EMBEDDING:
                 self.metrics[key].update(topk_items, embeddings=emb)
             else:

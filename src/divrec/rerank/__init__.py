@@ -1,4 +1,5 @@
-"""Re-rankers over candidate lists: plain top-k, MMR, DPP (greedy MAP, sliding window) and Steck's calibration.
+"""Re-rankers over candidate lists: plain top-k, MMR, DPP (greedy MAP, sliding window), Steck's calibration
+and xQuAD over categories.
 
 Interface: ``reranker(scores (B, N), candidates (B, N), k, context) -> (B, k)`` item ids; see ``divrec.rerank.base``.
 """
@@ -16,6 +17,7 @@ from divrec.rerank.calibrated import Calibrated, calibrated_greedy
 from divrec.rerank.dpp import DPP, dpp_greedy
 from divrec.rerank.mmr import MMR, mmr_greedy
 from divrec.rerank.similarity import ItemSimilarity, SimilarityRows, candidate_similarity
+from divrec.rerank.xquad import XQuAD, softmax_relevance, xquad_greedy
 
 __all__ = [
     "DPP",
@@ -26,6 +28,7 @@ __all__ = [
     "RerankContext",
     "Reranker",
     "SimilarityRows",
+    "XQuAD",
     "calibrated_greedy",
     "candidate_similarity",
     "dpp_greedy",
@@ -33,5 +36,7 @@ __all__ = [
     "mmr_greedy",
     "normalize_relevance",
     "rerank_lists",
+    "softmax_relevance",
     "valid_mask",
+    "xquad_greedy",
 ]

@@ -17,6 +17,7 @@ All selection is batched over users: each of the ``k`` greedy steps is a handful
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -80,8 +81,29 @@ def positions_to_items(candidates: Tensor, pos: Tensor) -> Tensor:
     return torch.where(pos >= 0, items, torch.zeros_like(items))
 
 
+Order = Literal["greedy", "score"]
+
+
+def order_by_score(pos: Tensor, scores: Tensor) -> Tensor:
+    """``(B, k)`` the picked positions re-sorted by descending score (empty slots, -1, stay last). The chosen set,
+    hence every set metric (ILD, coverage), is unchanged; a likely item moves ahead of a diverse but unlikely one."""
+    picked = scores.gather(1, pos.clamp_min(0))
+    key = torch.where(pos >= 0, picked, torch.full_like(picked, _NEG_INF)).nan_to_num(nan=_NEG_INF)
+    order = torch.sort(key, dim=1, descending=True, stable=True).indices
+    return pos.gather(1, order)
+
+
 class Reranker(nn.Module):
-    """Base class; subclasses implement ``select`` (positions), ``forward`` validates and maps them to item ids."""
+    """Base class; subclasses implement ``select`` (positions), ``forward`` validates and maps them to item ids.
+
+    ``order``: ``"greedy"`` keeps the selection order; ``"score"`` re-sorts the selected items by model score
+    (``order_by_score``): the greedy pass only decides *which* items form the list."""
+
+    def __init__(self, order: Order = "greedy") -> None:
+        super().__init__()
+        if order not in ("greedy", "score"):
+            raise ValueError(f"order must be 'greedy' or 'score', got {order!r}")
+        self.order = order
 
     def forward(self, scores: Tensor, candidates: Tensor, k: int, context: RerankContext | None = None) -> Tensor:
         if scores.dim() != 2 or candidates.shape != scores.shape:
@@ -95,6 +117,8 @@ class Reranker(nn.Module):
         scores = scores.detach()
         valid = valid_mask(scores, candidates)
         pos = self.select(scores, candidates, valid, int(k), context or RerankContext())  # (B, k)
+        if self.order == "score":
+            pos = order_by_score(pos, scores)
         return positions_to_items(candidates, pos)
 
     def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from divrec.rerank.base import RerankContext, Reranker, greedy_loop, normalize_relevance, pick, take
+from divrec.rerank.base import Order, RerankContext, Reranker, greedy_loop, normalize_relevance, pick, take
 from divrec.rerank.similarity import ItemSimilarity, SimilarityKind, SimilarityRows
 
 
@@ -38,8 +38,9 @@ class MMR(Reranker):
         similarity: SimilarityKind = "categories",
         item_categories: Tensor | None = None,
         item_embeddings: Tensor | None = None,
+        order: Order = "greedy",
     ) -> None:
-        super().__init__()
+        super().__init__(order)
         if not 0.0 <= lambda_ <= 1.0:
             raise ValueError(f"lambda_ must lie in [0, 1], got {lambda_}")
         self.lambda_ = float(lambda_)
