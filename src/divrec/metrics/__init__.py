@@ -17,6 +17,7 @@ from divrec.metrics.diversity import (
     calibration_kl,
     categories_multi_hot,
     category_distribution,
+    category_slots,
     item_popularity,
 )
 from divrec.metrics.ranking import (
@@ -61,6 +62,7 @@ __all__ = [
     "calibration_kl",
     "categories_multi_hot",
     "category_distribution",
+    "category_slots",
     "item_popularity",
     "mask_scores",
     "target_ranks",

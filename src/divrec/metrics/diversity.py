@@ -288,6 +288,7 @@ class _CategoryMetric(PerUserListMetric):
     """Holds the ``(n_items+1, C)`` bool category multi-hot as the buffer ``multi_hot``."""
 
     multi_hot: Tensor
+    slots: Tensor
 
     def __init__(self, k: int, multi_hot: Tensor, **kwargs: Any) -> None:
         super().__init__(k, **kwargs)
@@ -295,14 +296,17 @@ class _CategoryMetric(PerUserListMetric):
             raise ValueError(f"multi_hot must be (n_items+1, C) with C >= 1, got {tuple(multi_hot.shape)}")
         self.n_items = multi_hot.shape[0] - 1
         self.register_buffer("multi_hot", multi_hot.bool(), persistent=False)
+        self.register_buffer("slots", category_slots(self.multi_hot), persistent=False)  # (n_items+1, S)
+
+    def _slots(self, items: Tensor) -> Tensor:
+        """``(B, K, S)`` category ids of the list items, padded with ``C`` (no ``(B, K, C)`` multi-hot)."""
+        self._gather_check(items)
+        return self.slots[items]
 
     def _gather_check(self, items: Tensor) -> None:
         if items.numel() and int(items.max()) > self.n_items:
             raise ValueError(f"item ids must lie in 0..{self.n_items}")
 
-    def _gather(self, items: Tensor) -> Tensor:
-        self._gather_check(items)
-        return self.multi_hot[items].to(torch.float64)  # (B, K, C)
 
 
 class IntraListDiversity(_CategoryMetric):
@@ -316,9 +320,11 @@ class IntraListDiversity(_CategoryMetric):
     name: ClassVar[str] = names.ILD
 
     def _per_user(self, items: Tensor, **kwargs: Any) -> Tensor:
-        m = self._gather(items)  # (B, K, C)
-        inter = m @ m.transpose(1, 2)  # (B, K, K)
-        sizes = m.sum(-1)  # (B, K)
+        s = self._slots(items)  # (B, K, S)
+        real = s < self.multi_hot.shape[1]  # (B, K, S)
+        same = (s[:, :, None, :, None] == s[:, None, :, None, :]) & real[:, :, None, :, None]  # (B, K, K, S, S)
+        inter = same.sum((3, 4)).to(torch.float64)  # (B, K, K) shared categories
+        sizes = real.sum(-1).to(torch.float64)  # (B, K)
         union = sizes.unsqueeze(2) + sizes.unsqueeze(1) - inter  # (B, K, K)
         sim = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
         return _pairwise_mean(1.0 - sim, items > 0)
@@ -355,8 +361,11 @@ class CategoryCoverage(_CategoryMetric):
     name: ClassVar[str] = names.CATEGORY_COVERAGE
 
     def _per_user(self, items: Tensor, **kwargs: Any) -> Tensor:
-        m = self._gather(items)  # (B, K, C)
-        return (m.amax(1) > 0).sum(-1).to(torch.float64) / m.shape[-1]
+        n_cat = self.multi_hot.shape[1]
+        s = self._slots(items).flatten(1).sort(1).values  # (B, K*S), sentinel C last
+        first = (s[:, :1] < n_cat).sum(1)
+        new = ((s[:, 1:] != s[:, :-1]) & (s[:, 1:] < n_cat)).sum(1)  # distinct categories after the first
+        return (first + new).to(torch.float64) / n_cat
 
 
 class Miscalibration(_CategoryMetric):
@@ -372,14 +381,12 @@ class Miscalibration(_CategoryMetric):
 
     higher_is_better = False
     name: ClassVar[str] = names.MISCALIBRATION
-    slots: Tensor
 
     def __init__(self, k: int, multi_hot: Tensor, alpha: float = 0.01, **kwargs: Any) -> None:
         super().__init__(k, multi_hot, **kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         self.alpha = float(alpha)
-        self.register_buffer("slots", category_slots(self.multi_hot), persistent=False)
 
     def history_distribution(self, histories: Tensor) -> tuple[Tensor, Tensor]:
         """``(B, C)`` history category distributions :math:`p_u` and ``(B,)`` categorised-item counts; compute once

@@ -11,13 +11,14 @@ from divrec.rerank.base import (
     list_ranks,
     normalize_relevance,
     rerank_lists,
+    softmax_relevance,
     valid_mask,
 )
 from divrec.rerank.calibrated import Calibrated, calibrated_greedy
 from divrec.rerank.dpp import DPP, dpp_greedy
 from divrec.rerank.mmr import MMR, mmr_greedy
 from divrec.rerank.similarity import ItemSimilarity, SimilarityRows, candidate_similarity
-from divrec.rerank.xquad import XQuAD, softmax_relevance, xquad_greedy
+from divrec.rerank.xquad import XQuAD, xquad_greedy
 
 __all__ = [
     "DPP",

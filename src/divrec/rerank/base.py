@@ -16,7 +16,7 @@ All selection is batched over users: each of the ``k`` greedy steps is a handful
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -30,10 +30,14 @@ _NEG_INF = float("-inf")
 @dataclass
 class RerankContext:
     """Per-batch side information. histories: ``(B, L)`` item ids of each user's history, 0 = padding (needed by
-    ``Calibrated``). item_embeddings: ``(n_items+1, D)`` table overriding a re-ranker's own (e.g. the model's)."""
+    ``Calibrated``). item_embeddings: ``(n_items+1, D)`` table overriding a re-ranker's own (e.g. the model's).
+    log_normalizer: ``(B, 1)`` logsumexp of each user's scores over the whole (masked) catalog, so softmax relevance
+    is the model's full-catalog probability rather than one renormalised to the candidates (``rerank_lists`` sets
+    it)."""
 
     histories: Tensor | None = None
     item_embeddings: Tensor | None = None
+    log_normalizer: Tensor | None = None
 
 
 def valid_mask(scores: Tensor, candidates: Tensor) -> Tensor:
@@ -54,6 +58,28 @@ def normalize_relevance(scores: Tensor, valid: Tensor) -> Tensor:
     span = hi - lo
     rel = torch.where(span > 0, (safe - lo) / span.clamp_min(torch.finfo(scores.dtype).tiny), torch.ones_like(safe))
     return torch.where(valid, rel, torch.zeros_like(rel))
+
+
+def softmax_relevance(scores: Tensor, valid: Tensor, log_normalizer: Tensor | None = None) -> Tensor:
+    """``(B, N)`` the model's probabilities of the valid candidates (0 elsewhere): ``exp(s - log_normalizer)`` with
+    the full-catalog ``(B, 1)`` logsumexp when given, else the softmax over the valid candidates."""
+    masked = torch.where(valid, scores, torch.full_like(scores, _NEG_INF))
+    if log_normalizer is None:
+        probs = torch.softmax(masked, dim=1)
+    else:
+        probs = (masked - log_normalizer.to(scores.dtype)).exp()
+    return torch.where(valid, probs, torch.zeros_like(probs)).nan_to_num(0.0)
+
+
+Relevance = Literal["minmax", "softmax"]
+
+
+def relevance(kind: Relevance, scores: Tensor, valid: Tensor, context: RerankContext) -> Tensor:
+    """``(B, N)`` relevance of the candidates: ``"minmax"`` (``normalize_relevance``, per-user ``[0, 1]``) or
+    ``"softmax"`` (``softmax_relevance``: probabilities, comparable across users)."""
+    if kind == "softmax":
+        return softmax_relevance(scores, valid, context.log_normalizer)
+    return normalize_relevance(scores, valid)
 
 
 def pick(gain: Tensor, available: Tensor, fallback: Tensor) -> Tensor:
@@ -154,6 +180,7 @@ def rerank_lists(
     if reranker is None:
         return top_k(masked, k)
     cand_scores, candidates = masked.topk(min(max(n_candidates, k), masked.shape[1]), dim=1)  # (B, N)
+    context = replace(context or RerankContext(), log_normalizer=masked.logsumexp(1, keepdim=True))
     return reranker(cand_scores, candidates, k, context)
 
 

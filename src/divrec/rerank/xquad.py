@@ -11,7 +11,8 @@ probability mass of the *new* categories an item brings (a coverage objective).
 
 * :math:`P(i \mid u)` (``relevance``): ``"softmax"`` = softmax of the model scores over the valid candidates (for a
   next-item model trained with cross-entropy, its predicted probabilities renormalised to the candidates); ``"minmax"``
-  = per-user min–max normalised scores (``normalize_relevance``), as MMR uses. Softmax makes the trade-off adaptive:
+  = per-user min–max normalised scores (``normalize_relevance``), as MMR uses. (``rerank_lists`` passes the
+  full-catalog normaliser, so softmax relevance is the model's probability, not renormalised to the top N.) Softmax makes the trade-off adaptive:
   a user whose probability mass is spread thin loses little expected accuracy from a diverse list, a confident one
   keeps the top items.
 * :math:`P(c \mid u)` (``aspects``): ``"candidates"`` = the model's category distribution over the candidates,
@@ -30,17 +31,9 @@ import torch
 from torch import Tensor
 
 from divrec.metrics.diversity import category_distribution, category_slots
-from divrec.rerank.base import Order, RerankContext, Reranker, greedy_loop, normalize_relevance, pick, take
+from divrec.rerank.base import Order, Relevance, RerankContext, Reranker, greedy_loop, pick, relevance, take
 
-Relevance = Literal["softmax", "minmax"]
 Aspects = Literal["candidates", "history"]
-
-
-def softmax_relevance(scores: Tensor, valid: Tensor) -> Tensor:
-    """``(B, N)`` softmax of the scores over each user's valid candidates (0 elsewhere; all-invalid rows: 0)."""
-    masked = torch.where(valid, scores, torch.full_like(scores, float("-inf")))
-    probs = torch.softmax(masked, dim=1)
-    return torch.where(valid, probs, torch.zeros_like(probs)).nan_to_num(0.0)
 
 
 def xquad_greedy(
@@ -107,7 +100,7 @@ class XQuAD(Reranker):
     def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:
         dtype = scores.dtype if scores.dtype == torch.float64 else torch.float32
         s = scores.to(dtype)
-        rel = softmax_relevance(s, valid) if self.relevance == "softmax" else normalize_relevance(s, valid)
+        rel = relevance(self.relevance, s, valid, context)
         slots = self.slots.to(candidates.device)[candidates.long()]  # (B, N, S)
         aspect = self._aspects(rel, slots, valid, context)
         return xquad_greedy(s, rel, slots, aspect, valid, k, self.lambda_)
