@@ -84,8 +84,8 @@ def paired(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def choose(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method (re-ranker and its fixed options; N and λ/T are the setting): the setting losing ≤ BUDGET% validation NDCG@10 with the largest min(ΔILD, ΔCategoryCoverage)
-    on validation."""
+    """Per method (re-ranker and its fixed options; N and λ/T are the setting): the setting losing ≤ BUDGET%
+    validation NDCG@10 with the largest min(ΔILD, ΔCategoryCoverage) on validation."""
     ok = table[(table[f"Δ{NDCG}_val"] >= -BUDGET) & (table.reranker != "none")].copy()
     ok["score_val"] = ok[[f"Δ{ILD}_val", f"Δ{COV}_val"]].min(axis=1)
     return ok.sort_values("score_val", ascending=False).groupby("method").head(1)

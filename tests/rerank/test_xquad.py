@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from divrec.metrics import category_distribution
-from divrec.rerank import MMR, DPP, ItemSimilarity, NoRerank, RerankContext, XQuAD
+from divrec.rerank import DPP, MMR, ItemSimilarity, NoRerank, RerankContext, XQuAD
 
 NEG_INF = float("-inf")
 N_ITEMS, N_CAT = 40, 7

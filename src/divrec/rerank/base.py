@@ -64,10 +64,8 @@ def softmax_relevance(scores: Tensor, valid: Tensor, log_normalizer: Tensor | No
     """``(B, N)`` the model's probabilities of the valid candidates (0 elsewhere): ``exp(s - log_normalizer)`` with
     the full-catalog ``(B, 1)`` logsumexp when given, else the softmax over the valid candidates."""
     masked = torch.where(valid, scores, torch.full_like(scores, _NEG_INF))
-    if log_normalizer is None:
-        probs = torch.softmax(masked, dim=1)
-    else:
-        probs = (masked - log_normalizer.to(scores.dtype)).exp()
+    full = log_normalizer is not None
+    probs = (masked - log_normalizer.to(scores.dtype)).exp() if full else torch.softmax(masked, dim=1)
     return torch.where(valid, probs, torch.zeros_like(probs)).nan_to_num(0.0)
 
 

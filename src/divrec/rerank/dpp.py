@@ -62,9 +62,9 @@ def dpp_greedy(
     """``(B, k)`` positions (-1 = empty) of the greedy DPP MAP selection (see the module docstring).
 
     ``rows``: ``SimilarityRows`` or an explicit ``(B, N, N)`` PSD similarity ``S``. ``window``: None = condition on
-    every earlier pick (Algorithm 1), else ``w >= 1``. ``identity_mix`` :math:`\beta \in [0, 1)`: the kernel uses
+    every earlier pick (Algorithm 1), else ``w >= 1``. ``identity_mix`` :math:`\beta \\in [0, 1)`: the kernel uses
     :math:`(1-\beta) S + \beta I` (still PSD, full rank for :math:`\beta > 0`), so near-duplicate items are
-    penalised by a finite :math:`\log \beta`-sized term instead of being excluded once the kernel's rank is spent.
+    penalised by a finite :math:`\\log \beta`-sized term instead of being excluded once the kernel's rank is spent.
     """
     if not 0.0 <= identity_mix < 1.0:
         raise ValueError(f"identity_mix must lie in [0, 1), got {identity_mix}")

@@ -39,10 +39,8 @@ def mmr_greedy(
         out[:, t] = pos
         take(available, pos)
         row = rows.row(pos).to(rel.dtype)  # (B, N)
-        if t == 0:
-            penalty = row
-        else:
-            penalty = torch.maximum(penalty, row) if aggregate == "max" else penalty + row
+        first_or_sum = t == 0 or aggregate == "sum"
+        penalty = (row if t == 0 else penalty + row) if first_or_sum else torch.maximum(penalty, row)
     return out
 
 

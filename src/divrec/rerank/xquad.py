@@ -9,12 +9,11 @@ with binary :math:`P(i \mid c) = \mathbb{1}[c \in C_i]` (as in Vargas & Castells
 product is 1 while category :math:`c` is still uncovered by the list and 0 after: the diversity term is the user's
 probability mass of the *new* categories an item brings (a coverage objective).
 
-* :math:`P(i \mid u)` (``relevance``): ``"softmax"`` = softmax of the model scores over the valid candidates (for a
-  next-item model trained with cross-entropy, its predicted probabilities renormalised to the candidates); ``"minmax"``
-  = per-user min–max normalised scores (``normalize_relevance``), as MMR uses. (``rerank_lists`` passes the
-  full-catalog normaliser, so softmax relevance is the model's probability, not renormalised to the top N.) Softmax makes the trade-off adaptive:
-  a user whose probability mass is spread thin loses little expected accuracy from a diverse list, a confident one
-  keeps the top items.
+* :math:`P(i \mid u)` (``relevance``): ``"softmax"`` = the model's probabilities (``softmax_relevance``: over the
+  whole catalog when the context carries its normaliser, as ``rerank_lists`` does; else over the candidates);
+  ``"minmax"`` = per-user min–max normalised scores (``normalize_relevance``), as MMR uses. Softmax makes the
+  trade-off adaptive: a user whose probability mass is spread thin loses little expected accuracy from a diverse
+  list, a confident one keeps the top items.
 * :math:`P(c \mid u)` (``aspects``): ``"candidates"`` = the model's category distribution over the candidates,
   :math:`\sum_i P(i \mid u)\, \mathbb{1}[c \in C_i] / |C_i|`; ``"history"`` = the category distribution of the
   user's history (``context.histories``, as in ``divrec.metrics.category_distribution``).
