@@ -118,3 +118,15 @@ def test_jaccard_similarity_is_the_brute_force_tanimoto_kernel() -> None:
                 want = 1.0 if i == j else (len(a & c) / len(a | c) if a | c else 0.0)
                 assert got[b, i, j].item() == pytest.approx(want)
     assert torch.linalg.eigvalsh(got).min() > -1e-9  # PSD: a valid DPP kernel
+
+
+def test_order_by_score_sorts_within_blocks_so_prefixes_stay_greedy() -> None:
+    """order='score' on a 20-item list: its first 10 are the 10-item greedy list sorted by score (what @10 metrics
+    of the evaluation's longer list see), and so are the next 10 among the remaining greedy picks."""
+    m = _multi_hot(12)
+    scores, candidates = _batch(13, n=30)
+    mmr = MMR(0.3, item_categories=m, order="score")
+    long, short = mmr(scores, candidates, 20), mmr(scores, candidates, 10)
+    assert torch.equal(long[:, :10], short)
+    greedy = MMR(0.3, item_categories=m)(scores, candidates, 20)
+    assert torch.equal(long[:, 10:].sort(1).values, greedy[:, 10:].sort(1).values)

@@ -108,26 +108,32 @@ def positions_to_items(candidates: Tensor, pos: Tensor) -> Tensor:
 Order = Literal["greedy", "score"]
 
 
-def order_by_score(pos: Tensor, scores: Tensor) -> Tensor:
-    """``(B, k)`` the picked positions re-sorted by descending score (empty slots, -1, stay last). The chosen set,
-    hence every set metric (ILD, coverage), is unchanged; a likely item moves ahead of a diverse but unlikely one."""
+def order_by_score(pos: Tensor, scores: Tensor, block: int = 10) -> Tensor:
+    """``(B, k)`` the picked positions re-sorted by descending score within consecutive blocks of ``block`` slots
+    (empty slots, -1, last). Each block keeps the greedy's items, so a list prefix of a multiple of ``block`` items
+    is exactly the greedy selection of that length (what metrics@10 of a longer evaluation list then see), and set
+    metrics (ILD, coverage) of those prefixes are unchanged; a likely item moves ahead of a diverse but unlikely one.
+    """
     picked = scores.gather(1, pos.clamp_min(0))
     key = torch.where(pos >= 0, picked, torch.full_like(picked, _NEG_INF)).nan_to_num(nan=_NEG_INF)
-    order = torch.sort(key, dim=1, descending=True, stable=True).indices
-    return pos.gather(1, order)
+    by_score = torch.sort(key, dim=1, descending=True, stable=True).indices  # (B, k)
+    blocks = torch.arange(pos.shape[1], device=pos.device).div(block, rounding_mode="floor")  # (k,)
+    by_block = torch.sort(blocks[by_score], dim=1, stable=True).indices  # score order kept inside each block
+    return pos.gather(1, by_score.gather(1, by_block))
 
 
 class Reranker(nn.Module):
     """Base class; subclasses implement ``select`` (positions), ``forward`` validates and maps them to item ids.
 
-    ``order``: ``"greedy"`` keeps the selection order; ``"score"`` re-sorts the selected items by model score
-    (``order_by_score``): the greedy pass only decides *which* items form the list."""
+    ``order``: ``"greedy"`` keeps the selection order; ``"score"`` re-sorts the selected items by model score within
+    blocks of ``order_block`` slots (``order_by_score``): the greedy pass only decides *which* items form each block
+    (default 10: the top-10 is the greedy's 10-item set, sorted by score)."""
 
-    def __init__(self, order: Order = "greedy") -> None:
+    def __init__(self, order: Order = "greedy", order_block: int = 10) -> None:
         super().__init__()
-        if order not in ("greedy", "score"):
-            raise ValueError(f"order must be 'greedy' or 'score', got {order!r}")
-        self.order = order
+        if order not in ("greedy", "score") or order_block < 1:
+            raise ValueError(f"order must be 'greedy' or 'score' and order_block >= 1, got {order!r}, {order_block}")
+        self.order, self.order_block = order, int(order_block)
 
     def forward(self, scores: Tensor, candidates: Tensor, k: int, context: RerankContext | None = None) -> Tensor:
         if scores.dim() != 2 or candidates.shape != scores.shape:
@@ -142,7 +148,7 @@ class Reranker(nn.Module):
         valid = valid_mask(scores, candidates)
         pos = self.select(scores, candidates, valid, int(k), context or RerankContext())  # (B, k)
         if self.order == "score":
-            pos = order_by_score(pos, scores)
+            pos = order_by_score(pos, scores, self.order_block)
         return positions_to_items(candidates, pos)
 
     def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:
