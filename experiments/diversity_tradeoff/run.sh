@@ -39,7 +39,8 @@ $py $here/explore.py sweep $work/ml100k.pt --out $here/grid-ml100k.csv \
   --grid "mmr lambda_=0.991,0.993 $mmr_sum +candidates=30,50,100" \
   --grid "mmr lambda_=0.992,0.994 $mmr_sum +candidates=40,50,60" \
   --grid "mmr lambda_=0.993 $mmr_sum +candidates=40,60" \
-  --grid "mmr lambda_=0.5,0.6,0.7 aggregate=sum similarity=jaccard order=score +candidates=20,30,40,50" \
+  --grid "mmr lambda_=0.5,0.6,0.7 aggregate=sum similarity=jaccard order=score +candidates=20,50" \
+  --grid "mmr lambda_=0.5,0.6 aggregate=sum similarity=jaccard order=score +candidates=30,40" \
   --grid "dpp temperature=0.2,0.5,1.0 identity_mix=0.1 order=score +candidates=200" \
   --grid "xquad lambda_=0.05,0.1,0.2,0.5 order=score +candidates=50"
 $py $here/explore.py cache "$(ckpt sasrec_beauty)" $work/beauty.pt
@@ -54,7 +55,7 @@ $py $here/explore.py sweep $work/beauty.pt --out $here/grid-beauty.csv \
 .venv/bin/divrec eval ckpt_path="$(ckpt sasrec_ml100k)" rerank=mmr rerank.lambda_=0.992 rerank.relevance=softmax \
   rerank.aggregate=sum rerank.similarity=jaccard rerank.order=score metrics.rerank_candidates=60 logger=none \
   task_name=tradeoff-chosen-ml100k hydra.run.dir=outputs/tradeoff-chosen-ml100k
-.venv/bin/divrec eval ckpt_path="$(ckpt sasrec_beauty)" rerank=mmr rerank.lambda_=0.998 rerank.relevance=softmax \
-  rerank.aggregate=sum rerank.similarity=jaccard rerank.order=score metrics.rerank_candidates=50 logger=none \
+.venv/bin/divrec eval ckpt_path="$(ckpt sasrec_beauty)" rerank=mmr rerank.lambda_=0.997 rerank.relevance=softmax \
+  rerank.aggregate=sum rerank.similarity=jaccard rerank.order=score metrics.rerank_candidates=30 logger=none \
   task_name=tradeoff-chosen-beauty hydra.run.dir=outputs/tradeoff-chosen-beauty
 $py $here/report.py --csv $here/grid-*.csv --runs "${folders[@]}" --out $here
