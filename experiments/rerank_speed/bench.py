@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from divrec.rerank import DPP, MMR, Calibrated, NoRerank, RerankContext
+from divrec.rerank import DPP, MMR, Calibrated, NoRerank, RerankContext, XQuAD
 
 
 def _catalog(n_items: int, n_cat: int, gen: torch.Generator) -> torch.Tensor:
@@ -56,6 +56,11 @@ def main() -> None:
         "mmr": MMR(0.5, item_categories=m),
         "dpp": DPP(0.5, item_categories=m),
         "dpp_window5": DPP(0.5, window=5, item_categories=m),
+        "dpp_identity_mix": DPP(0.5, item_categories=m, identity_mix=0.1, order="score"),
+        "mmr_sum_softmax_jaccard": MMR(
+            0.993, "jaccard", item_categories=m, relevance="softmax", aggregate="sum", order="score"
+        ),
+        "xquad": XQuAD(m, 0.1),
         "calibrated": Calibrated(m, lambda_=0.5),
     }
     out: dict[str, object] = {"users": args.users, "candidates": args.candidates, "k": args.k, "threads": args.threads}

@@ -22,6 +22,8 @@ from divrec.metrics import (
     ShannonEntropy,
     TailShare,
     categories_multi_hot,
+    category_distribution,
+    category_slots,
     item_popularity,
 )
 
@@ -233,3 +235,24 @@ def test_rejects_bad_inputs() -> None:
         AveragePopularity(2, POP).update(torch.tensor([[5, 1]]))
     with pytest.raises(ValueError, match="embeddings"):
         EmbeddingIntraListDiversity(2).update(LISTS)
+
+
+def test_category_distribution_matches_the_multi_hot_formula_and_is_shared_across_k() -> None:
+    """The scatter-based distribution equals mean over categorised items of multi-hot / |C_i| (random case), and
+    the evaluator's shared history distribution gives the same miscalibration as per-metric histories."""
+    gen = torch.Generator().manual_seed(3)
+    m = torch.rand(31, 9, generator=gen) < 0.25
+    m[0] = False
+    items = torch.randint(0, 31, (12, 7), generator=gen)
+    hot = m[items].double()  # (B, L, C)
+    sizes = hot.sum(-1, keepdim=True)
+    n = (sizes.squeeze(-1) > 0).sum(1)
+    want = (hot / sizes.clamp_min(1)).sum(1) / n.clamp_min(1).unsqueeze(1)
+    got, got_n = category_distribution(items, m)
+    assert torch.allclose(got, want) and torch.equal(got_n, n)
+    assert category_slots(m).shape == (31, int(m.sum(1).max()))
+    lists = torch.randint(0, 31, (12, 5), generator=gen)
+    shared, own = Miscalibration(5, m), Miscalibration(5, m)
+    shared.update(lists, history_dist=shared.history_distribution(items))
+    own.update(lists, histories=items)
+    assert torch.equal(shared.per_user(), own.per_user())

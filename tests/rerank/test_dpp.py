@@ -103,3 +103,22 @@ def test_feature_rows_equal_matrix_rows() -> None:
     scores = torch.randn(3, 7, generator=gen, dtype=torch.float64)
     valid = torch.ones(3, 7, dtype=torch.bool)
     assert torch.equal(dpp_greedy(scores, rows, valid, 5), dpp_greedy(scores, full, valid, 5))
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_identity_mix_is_dpp_on_the_mixed_kernel(beta: float) -> None:
+    """identity_mix β = plain greedy on (1-β) S + β I; with a rank-1 S it no longer falls back to scores only."""
+    gen = torch.Generator().manual_seed(11)
+    batch, n, k = 5, 9, 6
+    sim = _random_psd(gen, batch, n)
+    scores = torch.randn(batch, n, generator=gen, dtype=torch.float64)
+    valid = torch.ones(batch, n, dtype=torch.bool)
+    mixed = (1 - beta) * sim + beta * torch.eye(n, dtype=torch.float64)
+    got = dpp_greedy(scores, sim, valid, k, temperature=0.7, eps=1e-12, identity_mix=beta)
+    assert got.tolist() == _brute_force(scores, mixed, k, 0.7, None)
+    ones = torch.ones(batch, n, n, dtype=torch.float64)
+    assert dpp_greedy(scores, ones, valid, k, 0.7, identity_mix=beta).tolist() == _brute_force(
+        scores, (1 - beta) * ones + beta * torch.eye(n, dtype=torch.float64), k, 0.7, None
+    )
+    with pytest.raises(ValueError, match="identity_mix"):
+        DPP(identity_mix=1.0, similarity="embeddings")

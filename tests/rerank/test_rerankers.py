@@ -16,8 +16,10 @@ from divrec.rerank import (
     NoRerank,
     RerankContext,
     Reranker,
+    XQuAD,
     candidate_similarity,
     normalize_relevance,
+    rerank_lists,
 )
 
 NEG_INF = float("-inf")
@@ -47,18 +49,26 @@ def _cos(m: Tensor, a: int, b: int) -> float:
     return float(x @ y) / den if den else 0.0
 
 
-def _mmr_reference(scores: Tensor, candidates: Tensor, m: Tensor, k: int, lam: float) -> list[list[int]]:
+def _mmr_reference(
+    scores: Tensor, candidates: Tensor, m: Tensor, k: int, lam: float, aggregate: str = "max", lse: Tensor | None = None
+) -> list[list[int]]:
+    """Plain-Python MMR: rel = per-user min–max scores, or exp(s - lse) (model probabilities) when ``lse`` is given;
+    penalty = max (or sum) of cosine similarities to the picks."""
     out = []
     for b in range(scores.shape[0]):
         valid = [i for i in range(scores.shape[1]) if scores[b, i] > NEG_INF]
         lo, hi = min(float(scores[b, i]) for i in valid), max(float(scores[b, i]) for i in valid)
-        rel = {i: (float(scores[b, i]) - lo) / (hi - lo) for i in valid}
+        if lse is None:
+            rel = {i: (float(scores[b, i]) - lo) / (hi - lo) for i in valid}
+        else:
+            rel = {i: math.exp(float(scores[b, i]) - float(lse[b, 0])) for i in valid}
         picks: list[int] = []
         while len(picks) < min(k, len(valid)):
 
             def gain(i: int, b: int = b, rel: dict = rel, picks: list = picks) -> float:
-                sim = max((_cos(m, int(candidates[b, i]), int(candidates[b, j])) for j in picks), default=0.0)
-                return lam * rel[i] - (1 - lam) * sim
+                sims = [_cos(m, int(candidates[b, i]), int(candidates[b, j])) for j in picks]
+                penalty = sum(sims) if aggregate == "sum" else max(sims, default=0.0)
+                return lam * rel[i] - (1 - lam) * penalty
 
             picks.append(max((i for i in valid if i not in picks), key=lambda i: (gain(i), -i)))
         out.append([int(candidates[b, i]) for i in picks] + [0] * (k - len(picks)))
@@ -71,6 +81,18 @@ def test_mmr_matches_loop_reference(seed: int) -> None:
     scores, candidates = _batch(seed)
     got = MMR(0.6, "categories", item_categories=m)(scores, candidates, 8)
     assert got.tolist() == _mmr_reference(scores, candidates, m, 8, 0.6)
+
+
+def test_mmr_sum_and_softmax_relevance_match_loop_reference() -> None:
+    """aggregate='sum' (MaxSum) with model probabilities exp(s - lse), lse the full-catalog normaliser."""
+    m = _multi_hot(3)
+    scores, candidates = _batch(3)
+    lse = torch.logsumexp(torch.where(scores > NEG_INF, scores, NEG_INF), 1, keepdim=True) + 0.7  # mass elsewhere
+    ctx = RerankContext(log_normalizer=lse)
+    got = MMR(0.8, "categories", item_categories=m, relevance="softmax", aggregate="sum")(scores, candidates, 8, ctx)
+    assert got.tolist() == _mmr_reference(scores, candidates, m, 8, 0.8, "sum", lse)
+    got = MMR(0.4, "categories", item_categories=m, aggregate="sum")(scores, candidates, 8)
+    assert got.tolist() == _mmr_reference(scores, candidates, m, 8, 0.4, "sum")
 
 
 def _calibrated_reference(scores: Tensor, candidates: Tensor, m: Tensor, hist: Tensor, k: int, lam: float) -> list:
@@ -147,6 +169,10 @@ def test_calibrated_reduces_miscalibration() -> None:
         lambda m: DPP(0.5, item_categories=m),
         lambda m: DPP(0.5, window=3, item_categories=m),
         lambda m: Calibrated(m, lambda_=0.7),
+        lambda m: XQuAD(m, 0.7),
+        lambda m: XQuAD(m, 0.7, relevance="minmax", aspects="history", order="score"),
+        lambda m: MMR(0.3, "jaccard", item_categories=m),
+        lambda m: DPP(0.5, similarity="jaccard", item_categories=m, identity_mix=0.2),
     ],
 )
 def test_invalid_candidates_never_selected(make: object) -> None:
@@ -189,3 +215,21 @@ def test_rejects_bad_arguments() -> None:
         Calibrated(m, 0.5)(*_batch(5), 3)
     with pytest.raises(ValueError):
         NoRerank()(torch.zeros(2, 3), torch.ones(2, 4, dtype=torch.long), 2)
+
+
+def test_rerank_lists_hands_the_full_catalog_normaliser() -> None:
+    """Softmax relevance inside evaluation is the model's full-catalog probability: rerank_lists puts the masked
+    scores' logsumexp in the context."""
+    seen: list[Tensor] = []
+
+    class Spy(NoRerank):
+        def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:
+            assert context.log_normalizer is not None
+            seen.append(context.log_normalizer)
+            return super().select(scores, candidates, valid, k, context)
+
+    masked = torch.randn(3, 30, generator=torch.Generator().manual_seed(0))
+    masked[:, 0] = NEG_INF
+    lists = rerank_lists(masked, 4, Spy(), 10)
+    assert torch.allclose(seen[0], masked.logsumexp(1, keepdim=True))
+    assert torch.equal(lists, masked.topk(4, dim=1).indices)

@@ -18,6 +18,7 @@ from divrec.metrics.diversity import (
     calibration_kl,
     categories_multi_hot,
     category_distribution,
+    category_slots,
     item_popularity,
 )
 from divrec.metrics.ranking import (
@@ -63,6 +64,7 @@ __all__ = [
     "calibration_kl",
     "categories_multi_hot",
     "category_distribution",
+    "category_slots",
     "chunked_ranking",
     "item_popularity",
     "mask_scores",

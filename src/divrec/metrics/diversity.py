@@ -1,4 +1,5 @@
-"""Beyond-accuracy metrics over top-K recommendation lists: exposure, popularity, diversity and calibration.
+"""Beyond-accuracy metrics over top-K recommendation lists: exposure, popularity, diversity and calibration
+(item-side helpers in ``divrec.metrics.categories``).
 
 Every metric takes ``(B, >=K)`` item ids (only the first K columns are used), best first, with id 0 an empty slot
 (``top_k`` pads with 0 when fewer than K items are rankable) that every metric ignores. Two state kinds, both exact
@@ -21,74 +22,20 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 
 from divrec import names
+from divrec.metrics.categories import (
+    ArrayLike,
+    calibration_kl,
+    categories_multi_hot,
+    category_distribution,
+    category_slots,
+    item_popularity,
+)
 from divrec.metrics.ranking import ItemCoverage, PerUserMetric, _acc_dtype
-
-ArrayLike = Tensor | np.ndarray
-
-# --- item-side helpers -----------------------------------------------------------------------------------------------
-
-
-def categories_multi_hot(offsets: ArrayLike, ids: ArrayLike, n_categories: int | None = None) -> Tensor:
-    """``(n_items+1, C)`` bool multi-hot from CSR item categories (``ProcessedData.item_category_offsets/ids``).
-
-    Row ``i`` marks the categories of item ``i``; row 0 (padding) is always empty. ``C = n_categories`` or, when
-    None, ``max(ids) + 1`` (0 when there are no categories).
-    """
-    off = torch.as_tensor(offsets).long().reshape(-1)
-    cat = torch.as_tensor(ids).long().reshape(-1)
-    n_rows = off.numel() - 1
-    n_cat = int(n_categories) if n_categories is not None else (int(cat.max()) + 1 if cat.numel() else 0)
-    if cat.numel() and (int(cat.min()) < 0 or int(cat.max()) >= n_cat):
-        raise ValueError(f"category ids must lie in 0..{n_cat - 1}")
-    rows = torch.repeat_interleave(torch.arange(n_rows), off.diff())  # (nnz,)
-    out = torch.zeros(n_rows, n_cat, dtype=torch.bool)
-    out[rows, cat] = True
-    out[0] = False
-    return out
-
-
-def item_popularity(train_items: ArrayLike, n_items: int) -> Tensor:
-    """``(n_items+1,)`` int64 training interaction counts per item (entry 0, padding, is 0)."""
-    counts = torch.bincount(torch.as_tensor(train_items).long().reshape(-1), minlength=int(n_items) + 1)
-    if counts.numel() != int(n_items) + 1:
-        raise ValueError(f"train item ids must lie in 0..{n_items}")
-    counts[0] = 0
-    return counts
-
-
-def category_distribution(
-    items: Tensor, multi_hot: Tensor, dtype: torch.dtype = torch.float64
-) -> tuple[Tensor, Tensor]:
-    r"""Category distribution of item lists (Steck 2018, uniform item weights).
-
-    :math:`p(c \mid \text{list}) = \frac{1}{n} \sum_{i \in \text{list}} \mathbb{1}[c \in C_i] / |C_i|` over the
-    :math:`n` items of the list that have at least one category (id 0 and uncategorised items are skipped).
-
-    Args:
-        items: ``(B, L)`` item ids, 0 = empty slot.
-        multi_hot: ``(n_items+1, C)`` from ``categories_multi_hot``.
-    Returns:
-        ``(B, C)`` distributions (all zeros where ``n = 0``) and ``(B,)`` int64 ``n``.
-    """
-    m = multi_hot[items.long()].to(dtype)  # (B, L, C)
-    sizes = m.sum(-1, keepdim=True)  # (B, L, 1)
-    n = (sizes.squeeze(-1) > 0).sum(1)  # (B,)
-    dist = (m / sizes.clamp_min(1)).sum(1) / n.clamp_min(1).unsqueeze(1).to(dtype)  # (B, C)
-    return dist, n
-
-
-def calibration_kl(p: Tensor, q: Tensor, alpha: float) -> Tensor:
-    r"""``(...)`` :math:`\mathrm{KL}(p \| \tilde q) = \sum_{c: p_c > 0} p_c \ln(p_c / \tilde q_c)`,
-    :math:`\tilde q = (1-\alpha) q + \alpha p` (natural log; +inf where :math:`\alpha = 0` and :math:`q` misses a
-    category of :math:`p`)."""
-    q_mix = (1.0 - alpha) * q + alpha * p  # (..., C)
-    return (torch.xlogy(p, p) - torch.xlogy(p, q_mix)).sum(-1)  # xlogy(0, .) = 0
 
 
 def _valid_mean(values: Tensor, valid: Tensor) -> Tensor:
@@ -269,6 +216,7 @@ class _CategoryMetric(PerUserListMetric):
     """Holds the ``(n_items+1, C)`` bool category multi-hot as the buffer ``multi_hot``."""
 
     multi_hot: Tensor
+    slots: Tensor
 
     def __init__(self, k: int, multi_hot: Tensor, **kwargs: Any) -> None:
         super().__init__(k, **kwargs)
@@ -276,11 +224,17 @@ class _CategoryMetric(PerUserListMetric):
             raise ValueError(f"multi_hot must be (n_items+1, C) with C >= 1, got {tuple(multi_hot.shape)}")
         self.n_items = multi_hot.shape[0] - 1
         self.register_buffer("multi_hot", multi_hot.bool(), persistent=False)
+        self.register_buffer("slots", category_slots(self.multi_hot), persistent=False)  # (n_items+1, S)
 
-    def _gather(self, items: Tensor) -> Tensor:
+    def _slots(self, items: Tensor) -> Tensor:
+        """``(B, K, S)`` category ids of the list items, padded with ``C`` (no ``(B, K, C)`` multi-hot)."""
+        self._gather_check(items)
+        return self.slots[items]
+
+    def _gather_check(self, items: Tensor) -> None:
         if items.numel() and int(items.max()) > self.n_items:
             raise ValueError(f"item ids must lie in 0..{self.n_items}")
-        return self.multi_hot[items].to(torch.float64)  # (B, K, C)
+
 
 
 class IntraListDiversity(_CategoryMetric):
@@ -294,9 +248,11 @@ class IntraListDiversity(_CategoryMetric):
     name: ClassVar[str] = names.ILD
 
     def _per_user(self, items: Tensor, **kwargs: Any) -> Tensor:
-        m = self._gather(items)  # (B, K, C)
-        inter = m @ m.transpose(1, 2)  # (B, K, K)
-        sizes = m.sum(-1)  # (B, K)
+        s = self._slots(items)  # (B, K, S)
+        real = s < self.multi_hot.shape[1]  # (B, K, S)
+        same = (s[:, :, None, :, None] == s[:, None, :, None, :]) & real[:, :, None, :, None]  # (B, K, K, S, S)
+        inter = same.sum((3, 4)).to(torch.float64)  # (B, K, K) shared categories
+        sizes = real.sum(-1).to(torch.float64)  # (B, K)
         union = sizes.unsqueeze(2) + sizes.unsqueeze(1) - inter  # (B, K, K)
         sim = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
         return _pairwise_mean(1.0 - sim, items > 0)
@@ -333,8 +289,11 @@ class CategoryCoverage(_CategoryMetric):
     name: ClassVar[str] = names.CATEGORY_COVERAGE
 
     def _per_user(self, items: Tensor, **kwargs: Any) -> Tensor:
-        m = self._gather(items)  # (B, K, C)
-        return (m.amax(1) > 0).sum(-1).to(torch.float64) / m.shape[-1]
+        n_cat = self.multi_hot.shape[1]
+        s = self._slots(items).flatten(1).sort(1).values  # (B, K*S), sentinel C last
+        first = (s[:, :1] < n_cat).sum(1)
+        new = ((s[:, 1:] != s[:, :-1]) & (s[:, 1:] < n_cat)).sum(1)  # distinct categories after the first
+        return (first + new).to(torch.float64) / n_cat
 
 
 class Miscalibration(_CategoryMetric):
@@ -357,12 +316,27 @@ class Miscalibration(_CategoryMetric):
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         self.alpha = float(alpha)
 
-    def _per_user(self, items: Tensor, histories: Tensor | None = None, **kwargs: Any) -> Tensor:
-        if histories is None or histories.shape[0] != items.shape[0]:
+    def history_distribution(self, histories: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, C)`` history category distributions :math:`p_u` and ``(B,)`` categorised-item counts; compute once
+        per batch and pass as ``update(items, history_dist=...)`` to share it between several K."""
+        return category_distribution(histories.to(self.device), self.multi_hot, slots=self.slots)
+
+    def _per_user(
+        self,
+        items: Tensor,
+        histories: Tensor | None = None,
+        history_dist: tuple[Tensor, Tensor] | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        if history_dist is None:
+            if histories is None:
+                raise ValueError("Miscalibration.update needs histories (B, L) or history_dist")
+            history_dist = self.history_distribution(histories)
+        p, n_hist = history_dist  # (B, C), (B,)
+        if p.shape[0] != items.shape[0]:
             raise ValueError("Miscalibration.update needs histories (B, L) matching the (B, K) lists")
-        self._gather(items)  # range check
-        p, n_hist = category_distribution(histories.to(items.device), self.multi_hot)  # (B, C), (B,)
-        q, _ = category_distribution(items, self.multi_hot)  # (B, C)
+        self._gather_check(items)
+        q, _ = category_distribution(items, self.multi_hot, slots=self.slots)  # (B, C)
         kl = calibration_kl(p, q, self.alpha)
         return torch.where(n_hist > 0, kl, torch.full_like(kl, math.nan))
 
@@ -477,11 +451,14 @@ class DiversityEvaluator(nn.Module):
         if topk_items.dim() != 2 or topk_items.shape[1] < self.ks[-1]:
             raise ValueError(f"topk_items must be (B, >={self.ks[-1]}), got shape {tuple(topk_items.shape)}")
         emb = self._embedding_getter() if self._embedding_getter is not None else None
+        history_dist = None  # the history's category distribution, computed once and shared by every K
         for key, name in self._keys:
             if name == names.MISCALIBRATION:
                 if histories is None:
                     raise ValueError("histories are required to update miscalibration")
-                self.metrics[key].update(topk_items, histories=histories)
+                metric = self.metrics[key]
+                history_dist = history_dist or metric.history_distribution(histories)
+                metric.update(topk_items, history_dist=history_dist)
             elif name == names.ILD_EMBEDDING:
                 self.metrics[key].update(topk_items, embeddings=emb)
             else:

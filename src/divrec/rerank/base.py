@@ -16,7 +16,8 @@ All selection is batched over users: each of the ``k`` greedy steps is a handful
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -29,10 +30,14 @@ _NEG_INF = float("-inf")
 @dataclass
 class RerankContext:
     """Per-batch side information. histories: ``(B, L)`` item ids of each user's history, 0 = padding (needed by
-    ``Calibrated``). item_embeddings: ``(n_items+1, D)`` table overriding a re-ranker's own (e.g. the model's)."""
+    ``Calibrated``). item_embeddings: ``(n_items+1, D)`` table overriding a re-ranker's own (e.g. the model's).
+    log_normalizer: ``(B, 1)`` logsumexp of each user's scores over the whole (masked) catalog, so softmax relevance
+    is the model's full-catalog probability rather than one renormalised to the candidates (``rerank_lists`` sets
+    it)."""
 
     histories: Tensor | None = None
     item_embeddings: Tensor | None = None
+    log_normalizer: Tensor | None = None
 
 
 def valid_mask(scores: Tensor, candidates: Tensor) -> Tensor:
@@ -53,6 +58,26 @@ def normalize_relevance(scores: Tensor, valid: Tensor) -> Tensor:
     span = hi - lo
     rel = torch.where(span > 0, (safe - lo) / span.clamp_min(torch.finfo(scores.dtype).tiny), torch.ones_like(safe))
     return torch.where(valid, rel, torch.zeros_like(rel))
+
+
+def softmax_relevance(scores: Tensor, valid: Tensor, log_normalizer: Tensor | None = None) -> Tensor:
+    """``(B, N)`` the model's probabilities of the valid candidates (0 elsewhere): ``exp(s - log_normalizer)`` with
+    the full-catalog ``(B, 1)`` logsumexp when given, else the softmax over the valid candidates."""
+    masked = torch.where(valid, scores, torch.full_like(scores, _NEG_INF))
+    full = log_normalizer is not None
+    probs = (masked - log_normalizer.to(scores.dtype)).exp() if full else torch.softmax(masked, dim=1)
+    return torch.where(valid, probs, torch.zeros_like(probs)).nan_to_num(0.0)
+
+
+Relevance = Literal["minmax", "softmax"]
+
+
+def relevance(kind: Relevance, scores: Tensor, valid: Tensor, context: RerankContext) -> Tensor:
+    """``(B, N)`` relevance of the candidates: ``"minmax"`` (``normalize_relevance``, per-user ``[0, 1]``) or
+    ``"softmax"`` (``softmax_relevance``: probabilities, comparable across users)."""
+    if kind == "softmax":
+        return softmax_relevance(scores, valid, context.log_normalizer)
+    return normalize_relevance(scores, valid)
 
 
 def pick(gain: Tensor, available: Tensor, fallback: Tensor) -> Tensor:
@@ -80,8 +105,35 @@ def positions_to_items(candidates: Tensor, pos: Tensor) -> Tensor:
     return torch.where(pos >= 0, items, torch.zeros_like(items))
 
 
+Order = Literal["greedy", "score"]
+
+
+def order_by_score(pos: Tensor, scores: Tensor, block: int = 10) -> Tensor:
+    """``(B, k)`` the picked positions re-sorted by descending score within consecutive blocks of ``block`` slots
+    (empty slots, -1, last). Each block keeps the greedy's items, so a list prefix of a multiple of ``block`` items
+    is exactly the greedy selection of that length (what metrics@10 of a longer evaluation list then see), and set
+    metrics (ILD, coverage) of those prefixes are unchanged; a likely item moves ahead of a diverse but unlikely one.
+    """
+    picked = scores.gather(1, pos.clamp_min(0))
+    key = torch.where(pos >= 0, picked, torch.full_like(picked, _NEG_INF)).nan_to_num(nan=_NEG_INF)
+    by_score = torch.sort(key, dim=1, descending=True, stable=True).indices  # (B, k)
+    blocks = torch.arange(pos.shape[1], device=pos.device).div(block, rounding_mode="floor")  # (k,)
+    by_block = torch.sort(blocks[by_score], dim=1, stable=True).indices  # score order kept inside each block
+    return pos.gather(1, by_score.gather(1, by_block))
+
+
 class Reranker(nn.Module):
-    """Base class; subclasses implement ``select`` (positions), ``forward`` validates and maps them to item ids."""
+    """Base class; subclasses implement ``select`` (positions), ``forward`` validates and maps them to item ids.
+
+    ``order``: ``"greedy"`` keeps the selection order; ``"score"`` re-sorts the selected items by model score within
+    blocks of ``order_block`` slots (``order_by_score``): the greedy pass only decides *which* items form each block
+    (default 10: the top-10 is the greedy's 10-item set, sorted by score)."""
+
+    def __init__(self, order: Order = "greedy", order_block: int = 10) -> None:
+        super().__init__()
+        if order not in ("greedy", "score") or order_block < 1:
+            raise ValueError(f"order must be 'greedy' or 'score' and order_block >= 1, got {order!r}, {order_block}")
+        self.order, self.order_block = order, int(order_block)
 
     def forward(self, scores: Tensor, candidates: Tensor, k: int, context: RerankContext | None = None) -> Tensor:
         if scores.dim() != 2 or candidates.shape != scores.shape:
@@ -95,6 +147,8 @@ class Reranker(nn.Module):
         scores = scores.detach()
         valid = valid_mask(scores, candidates)
         pos = self.select(scores, candidates, valid, int(k), context or RerankContext())  # (B, k)
+        if self.order == "score":
+            pos = order_by_score(pos, scores, self.order_block)
         return positions_to_items(candidates, pos)
 
     def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:
@@ -130,6 +184,7 @@ def rerank_lists(
     if reranker is None:
         return top_k(masked, k)
     cand_scores, candidates = top_k_scored(masked, min(max(n_candidates, k), masked.shape[1]))  # (B, N)
+    context = replace(context or RerankContext(), log_normalizer=masked.logsumexp(1, keepdim=True))
     return reranker(cand_scores, candidates, k, context)
 
 
@@ -138,7 +193,7 @@ def rerank_candidates(
 ) -> Tensor:
     """``(B, k)`` final lists from each user's ``(B, N)`` best candidates (scores and ids, best first, as
     ``top_k_scored`` gives them): the first k, or ``reranker`` applied to all N (what ``rerank_lists`` does after
-    its own top-N)."""
+    its own top-N). ``context.log_normalizer`` (for softmax relevance) must come from the caller here."""
     if reranker is None:
         return candidates[:, :k]
     return reranker(cand_scores, candidates, k, context)

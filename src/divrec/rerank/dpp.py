@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from divrec.rerank.base import RerankContext, Reranker, greedy_loop, normalize_relevance, pick, take
+from divrec.rerank.base import Order, RerankContext, Reranker, greedy_loop, normalize_relevance, pick, take
 from divrec.rerank.similarity import ItemSimilarity, SimilarityKind, SimilarityRows
 
 
@@ -57,19 +57,24 @@ def dpp_greedy(
     temperature: float = 1.0,
     window: int | None = None,
     eps: float = 1e-6,
+    identity_mix: float = 0.0,
 ) -> Tensor:
     """``(B, k)`` positions (-1 = empty) of the greedy DPP MAP selection (see the module docstring).
 
     ``rows``: ``SimilarityRows`` or an explicit ``(B, N, N)`` PSD similarity ``S``. ``window``: None = condition on
-    every earlier pick (Algorithm 1), else ``w >= 1``.
+    every earlier pick (Algorithm 1), else ``w >= 1``. ``identity_mix`` :math:`\beta \\in [0, 1)`: the kernel uses
+    :math:`(1-\beta) S + \beta I` (still PSD, full rank for :math:`\beta > 0`), so near-duplicate items are
+    penalised by a finite :math:`\\log \beta`-sized term instead of being excluded once the kernel's rank is spent.
     """
+    if not 0.0 <= identity_mix < 1.0:
+        raise ValueError(f"identity_mix must lie in [0, 1), got {identity_mix}")
     if isinstance(rows, Tensor):
         rows = SimilarityRows(matrix=rows)
     if window is not None and window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     dtype = rows.dtype
     log_q2 = torch.where(valid, scores, torch.zeros_like(scores)).to(dtype) * (2.0 / temperature)  # (B, N)
-    diag = rows.diag().to(dtype)  # (B, N)
+    diag = rows.diag().to(dtype) * (1.0 - identity_mix) + identity_mix  # (B, N)
     out, available = greedy_loop(k, valid)
     d2, chol = diag.clone(), []
     picked_rows: list[Tensor] = []  # similarity rows of the picks, for the window recomputation
@@ -84,6 +89,10 @@ def dpp_greedy(
         take(available, pos)
         if t + 1 < k:
             row = rows.row(pos).to(dtype)  # (B, N)
+            if identity_mix > 0:
+                row = (1.0 - identity_mix) * row + identity_mix * torch.zeros_like(row).scatter_(
+                    1, pos.clamp_min(0).unsqueeze(1), 1.0
+                )
             if window is None:
                 _condition(d2, chol, row, pos, eps)
             else:
@@ -101,6 +110,7 @@ class DPP(Reranker):
         window: sliding-window size ``w`` (None = whole list).
         similarity, item_categories, item_embeddings: see ``ItemSimilarity``.
         eps: conditional-variance floor below which the kernel counts as exhausted.
+        identity_mix: :math:`\beta` in the kernel :math:`(1-\beta) S + \beta I` (0 = plain ``S``).
     """
 
     def __init__(
@@ -112,20 +122,28 @@ class DPP(Reranker):
         item_embeddings: Tensor | None = None,
         normalize: bool = False,
         eps: float = 1e-6,
+        identity_mix: float = 0.0,
+        order: Order = "greedy",
     ) -> None:
-        super().__init__()
+        super().__init__(order)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if window is not None and window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.temperature, self.window, self.normalize, self.eps = float(temperature), window, normalize, float(eps)
+        if not 0.0 <= identity_mix < 1.0:
+            raise ValueError(f"identity_mix must lie in [0, 1), got {identity_mix}")
+        self.identity_mix = float(identity_mix)
         self.similarity = ItemSimilarity(similarity, item_categories, item_embeddings)
 
     def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:
         rows = self.similarity.rows(candidates, context.item_embeddings)
         s = normalize_relevance(scores, valid) if self.normalize else scores
         s = torch.where(valid, s, scores)  # keep invalid entries at -inf/NaN for the fallback
-        return dpp_greedy(s, rows, valid, k, self.temperature, self.window, self.eps)
+        return dpp_greedy(s, rows, valid, k, self.temperature, self.window, self.eps, self.identity_mix)
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, window={self.window}, similarity={self.similarity.kind!r}"
+        return (
+            f"temperature={self.temperature}, window={self.window}, similarity={self.similarity.kind!r}, "
+            f"identity_mix={self.identity_mix}"
+        )

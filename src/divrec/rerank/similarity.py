@@ -4,7 +4,9 @@ Both are Gram matrices of unit-norm feature rows, ``S = F Fᵀ``, hence positive
 factor). An item without features (no category, zero embedding) has a zero row; its diagonal entry is set to 1 (adding
 ``e_i e_iᵀ`` keeps ``S`` PSD), so every candidate has self-similarity exactly 1 and similarity 0 to featureless items.
 Categories: :math:`S_{ij} = |C_i \\cap C_j| / \\sqrt{|C_i| |C_j|}`; embeddings: :math:`S_{ij} = \\cos(e_i, e_j)`
-(may be negative).
+(may be negative); jaccard: :math:`S_{ij} = |C_i \\cap C_j| / |C_i \\cup C_j|` (the Tanimoto kernel, PSD; the
+similarity that ``divrec.metrics.IntraListDiversity`` measures), computed from each item's category ids
+(``divrec.metrics.category_slots``) without a ``(B, N, C)`` multi-hot.
 
 Greedy re-rankers only need the rows of ``S`` for the items they pick, so ``SimilarityRows`` computes a row on demand
 (``O(N·D)`` per row from features) instead of materialising the ``(B, N, N)`` matrix.
@@ -17,7 +19,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-SimilarityKind = Literal["categories", "embeddings"]
+from divrec.metrics.diversity import category_slots
+
+SimilarityKind = Literal["categories", "jaccard", "embeddings"]
 
 
 class SimilarityRows:
@@ -27,7 +31,20 @@ class SimilarityRows:
     ``S = F Fᵀ`` with the diagonal set to 1 (``F``: ``(B, N, D)`` unit-norm or zero rows).
     """
 
-    def __init__(self, matrix: Tensor | None = None, features: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        matrix: Tensor | None = None,
+        features: Tensor | None = None,
+        slots: Tensor | None = None,
+        n_categories: int = 0,
+    ) -> None:
+        if slots is not None:  # Jaccard from (B, N, S) category ids padded with the sentinel n_categories
+            self.slots, self.n_categories, self.matrix, self.features = slots, n_categories, None, None
+            self.batch, self.n = slots.shape[0], slots.shape[1]
+            self.dtype, self.device = torch.float32, slots.device
+            self.sizes = (slots < n_categories).sum(-1)  # (B, N)
+            return
+        self.slots = None
         if (matrix is None) == (features is None):
             raise ValueError("give exactly one of matrix (B, N, N) or features (B, N, D)")
         if matrix is not None and (matrix.dim() != 3 or matrix.shape[1] != matrix.shape[2]):
@@ -49,6 +66,8 @@ class SimilarityRows:
     def row(self, pos: Tensor) -> Tensor:
         """``(B, N)`` row ``S[b, pos[b], :]`` for ``pos`` ``(B,)`` positions in ``0..N-1``."""
         idx = pos.long().clamp(0, self.n - 1)
+        if self.slots is not None:
+            return self._jaccard_row(idx)
         if self.matrix is not None:
             return self.matrix.gather(1, idx.view(-1, 1, 1).expand(-1, 1, self.n)).squeeze(1)
         f = self.features
@@ -57,8 +76,23 @@ class SimilarityRows:
         row = torch.bmm(f, fj.transpose(1, 2)).squeeze(2)  # (B, N)
         return row.scatter(1, idx.view(-1, 1), 1.0)
 
+    def _jaccard_row(self, idx: Tensor) -> Tensor:
+        """``(B, N)`` Jaccard similarity to the candidate at ``idx`` ``(B,)``; featureless items: 1 to themselves,
+        0 to everything else."""
+        s, b = self.slots, self.batch
+        assert s is not None
+        sj = s.gather(1, idx.view(-1, 1, 1).expand(-1, 1, s.shape[2]))  # (B, 1, S)
+        match = (s.unsqueeze(-1) == sj.unsqueeze(2)) & (s < self.n_categories).unsqueeze(-1)  # (B, N, S, S)
+        inter = match.sum((2, 3)).float()  # (B, N)
+        union = (self.sizes + self.sizes.gather(1, idx.view(-1, 1))).float() - inter
+        row = torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(inter))
+        return row.scatter(1, idx.view(b, 1), 1.0)
+
     def full(self) -> Tensor:
         """The ``(B, N, N)`` matrix (materialised; for tests and small N)."""
+        if self.slots is not None:
+            pos = torch.arange(self.n, device=self.device)
+            return torch.stack([self._jaccard_row(pos[j].expand(self.batch)) for j in range(self.n)], 1)
         if self.matrix is not None:
             return self.matrix
         f = self.features
@@ -82,13 +116,19 @@ class ItemSimilarity(nn.Module):
         item_embeddings: Tensor | None = None,
     ) -> None:
         super().__init__()
-        if kind not in ("categories", "embeddings"):
-            raise ValueError(f"similarity must be 'categories' or 'embeddings', got {kind!r}")
-        source = item_categories if kind == "categories" else item_embeddings
-        if kind == "categories" and source is None:
-            raise ValueError("similarity='categories' needs item_categories (n_items+1, C)")
+        if kind not in ("categories", "jaccard", "embeddings"):
+            raise ValueError(f"similarity must be 'categories', 'jaccard' or 'embeddings', got {kind!r}")
+        source = item_categories if kind != "embeddings" else item_embeddings
+        if kind != "embeddings" and source is None:
+            raise ValueError(f"similarity={kind!r} needs item_categories (n_items+1, C)")
         self.kind = kind
-        table = None if source is None else nn.functional.normalize(source.detach().float(), dim=-1)
+        self.n_categories = 0
+        if kind == "jaccard":
+            assert source is not None
+            self.n_categories = int(source.shape[1])
+            table = category_slots(source.bool())
+        else:
+            table = None if source is None else nn.functional.normalize(source.detach().float(), dim=-1)
         self.register_buffer("table", table, persistent=False)
 
     def rows(
@@ -97,6 +137,9 @@ class ItemSimilarity(nn.Module):
         """``SimilarityRows`` of the ``(B, N)`` candidates; ``embeddings`` (``(n_items+1, D)``) overrides the stored
         table when ``kind="embeddings"``."""
         table = self.table
+        if self.kind == "jaccard":
+            assert table is not None
+            return SimilarityRows(slots=table.to(candidates.device)[candidates.long()], n_categories=self.n_categories)
         if self.kind == "embeddings" and embeddings is not None:
             table = nn.functional.normalize(embeddings.detach().float(), dim=-1)
         if table is None:
