@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,20 +64,20 @@ def test_invalid_parameters() -> None:
 
 @pytest.mark.slow
 def test_ten_million_interactions_over_a_million_items() -> None:
-    start = time.perf_counter()
     inter = Synthetic(n_users=1_000_000, n_items=1_000_000, n_categories=500, mean_length=10).load().interactions
-    assert len(inter) > 9_000_000 and time.perf_counter() - start < 30
+    assert len(inter) > 9_000_000 and inter[ITEM].nunique() > 100_000
 
 
 @pytest.mark.slow
 def test_prepare_ten_million_end_to_end(tmp_path) -> None:
+    """10M generated interactions go through preprocessing, the temporal split and the cache (timings belong to
+    experiments/million_items, not to a test)."""
     from divrec.data.prepare import prepare_dataset
     from divrec.data.splits import GlobalTemporal
 
     source = Synthetic(n_users=1_000_000, n_items=1_000_000, n_categories=500, mean_length=10)
-    start = time.perf_counter()
     data = prepare_dataset(source, Preprocessing(), GlobalTemporal(), tmp_path, None, tmp_path / "cache")
-    assert time.perf_counter() - start < 60 and data.n_users == 1_000_000 and len(data.val) > 100_000
-    start = time.perf_counter()
-    prepare_dataset(source, Preprocessing(), GlobalTemporal(), tmp_path, None, tmp_path / "cache")
-    assert time.perf_counter() - start < 5
+    assert data.n_users == 1_000_000 and len(data.val) > 100_000
+    cached = prepare_dataset(source, Preprocessing(), GlobalTemporal(), tmp_path, None, tmp_path / "cache")
+    assert np.array_equal(cached.train_items, data.train_items)
+    assert np.array_equal(cached.test.targets, data.test.targets)
