@@ -256,3 +256,41 @@ def test_category_distribution_matches_the_multi_hot_formula_and_is_shared_acros
     shared.update(lists, history_dist=shared.history_distribution(items))
     own.update(lists, histories=items)
     assert torch.equal(shared.per_user(), own.per_user())
+
+
+def test_category_distribution_in_row_blocks_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long histories of items with many categories are processed in blocks of users; the result is unchanged."""
+    from divrec.metrics import categories
+
+    gen = torch.Generator().manual_seed(0)
+    multi_hot = torch.rand(30, 12, generator=gen) < 0.4
+    multi_hot[0] = False  # padding
+    items = torch.randint(0, 30, (9, 7), generator=gen)
+    whole = categories.category_distribution(items, multi_hot)
+    monkeypatch.setattr(categories, "SLOT_BUDGET", 7 * 12 * 2)  # two users per block
+    blocked = categories.category_distribution(items, multi_hot)
+    torch.testing.assert_close(blocked[0], whole[0])
+    assert torch.equal(blocked[1], whole[1])
+
+
+@pytest.mark.parametrize(("n_cat", "p_category", "by_ids"), [(400, 0.005, True), (40, 0.6, False)])
+def test_ild_both_computation_paths_match_brute_force_jaccard(n_cat: int, p_category: float, by_ids: bool) -> None:
+    """Few categories per item: category ids are compared pairwise; many: a multi-hot product. Same values."""
+    gen = torch.Generator().manual_seed(1)
+    multi_hot = torch.rand(25, n_cat, generator=gen) < p_category
+    multi_hot[0] = False
+    lists = torch.randint(0, 25, (6, 5), generator=gen)
+    assert (5 * int(multi_hot.sum(1).max()) ** 2 <= n_cat) == by_ids
+    metric = IntraListDiversity(5, multi_hot)
+    metric.update(lists)
+    expected = []
+    for row in lists.tolist():
+        real = [i for i in row if i > 0]
+        dists = []
+        for a in range(len(real)):
+            for b in range(a + 1, len(real)):
+                ca = set(multi_hot[real[a]].nonzero().flatten().tolist())
+                cb = set(multi_hot[real[b]].nonzero().flatten().tolist())
+                dists.append(0.0 if not (ca | cb) else 1 - len(ca & cb) / len(ca | cb))
+        expected.append(sum(dists) / len(dists) if dists else float("nan"))
+    torch.testing.assert_close(metric.per_user(), torch.tensor(expected, dtype=metric.per_user().dtype), equal_nan=True)

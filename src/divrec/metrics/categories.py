@@ -50,6 +50,9 @@ def category_slots(multi_hot: Tensor) -> Tensor:
     return torch.where(filled, order, torch.full_like(order, multi_hot.shape[1]))
 
 
+SLOT_BUDGET = 1 << 22  # elements of the (rows, L, S) slot tensors built at once by category_distribution
+
+
 def category_distribution(
     items: Tensor, multi_hot: Tensor, dtype: torch.dtype = torch.float64, slots: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -69,6 +72,11 @@ def category_distribution(
     """
     n_cat = multi_hot.shape[1]
     slots = category_slots(multi_hot) if slots is None else slots
+    rows = max(1, SLOT_BUDGET // max(1, items.shape[1] * slots.shape[1]))
+    if items.shape[0] > rows:  # long histories x many categories per item (Last.fm: 899 x 300+): bound the memory
+        blocks = [items[i : i + rows] for i in range(0, len(items), rows)]
+        parts = [category_distribution(block, multi_hot, dtype, slots) for block in blocks]
+        return torch.cat([d for d, _ in parts]), torch.cat([c for _, c in parts])
     s = slots.to(items.device)[items.long()]  # (B, L, S)
     sizes = (s < n_cat).sum(-1)  # (B, L)
     n = (sizes > 0).sum(1)  # (B,)

@@ -249,10 +249,16 @@ class IntraListDiversity(_CategoryMetric):
 
     def _per_user(self, items: Tensor, **kwargs: Any) -> Tensor:
         s = self._slots(items)  # (B, K, S)
-        real = s < self.multi_hot.shape[1]  # (B, K, S)
-        same = (s[:, :, None, :, None] == s[:, None, :, None, :]) & real[:, :, None, :, None]  # (B, K, K, S, S)
-        inter = same.sum((3, 4)).to(torch.float64)  # (B, K, K) shared categories
-        sizes = real.sum(-1).to(torch.float64)  # (B, K)
+        n_cat = self.multi_hot.shape[1]
+        if s.shape[1] * s.shape[2] ** 2 <= n_cat:  # few categories per item (genres): compare category ids
+            real = s < n_cat  # (B, K, S)
+            same = (s[:, :, None, :, None] == s[:, None, :, None, :]) & real[:, :, None, :, None]  # (B, K, K, S, S)
+            inter = same.sum((3, 4)).to(torch.float64)  # (B, K, K) shared categories
+            sizes = real.sum(-1).to(torch.float64)  # (B, K)
+        else:  # many per item (Last.fm tags): a (B, K, C) multi-hot product is far smaller than (B, K, K, S, S)
+            hot = self.multi_hot.to(items.device)[items.long()].to(torch.float32)  # (B, K, C); counts exact < 2^24
+            inter = (hot @ hot.transpose(1, 2)).to(torch.float64)  # (B, K, K)
+            sizes = hot.sum(-1).to(torch.float64)  # (B, K)
         union = sizes.unsqueeze(2) + sizes.unsqueeze(1) - inter  # (B, K, K)
         sim = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
         return _pairwise_mean(1.0 - sim, items > 0)
