@@ -122,6 +122,15 @@ def order_by_score(pos: Tensor, scores: Tensor, block: int = 10) -> Tensor:
     return pos.gather(1, by_score.gather(1, by_block))
 
 
+def check_options(unit: dict[str, float] | None = None, **choices: tuple[str, tuple[str, ...]]) -> None:
+    """Shared argument checks of the re-rankers: every ``unit`` value in [0, 1], every choice ``name=(value,
+    allowed)`` among its allowed values; one ValueError naming what is wrong."""
+    problems = [f"{n} must lie in [0, 1], got {v}" for n, v in (unit or {}).items() if not 0.0 <= v <= 1.0]
+    problems += [f"{n} must be one of {'|'.join(ok)}, got {v!r}" for n, (v, ok) in choices.items() if v not in ok]
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 class Reranker(nn.Module):
     """Base class; subclasses implement ``select`` (positions), ``forward`` validates and maps them to item ids.
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from divrec.metrics.diversity import calibration_kl, category_distribution
-from divrec.rerank.base import RerankContext, Reranker, greedy_loop, normalize_relevance, pick, take
+from divrec.rerank.base import RerankContext, Reranker, check_options, greedy_loop, normalize_relevance, pick, take
 
 
 def calibrated_greedy(
@@ -55,8 +55,7 @@ class Calibrated(Reranker):
 
     def __init__(self, item_categories: Tensor, lambda_: float = 0.5, alpha: float = 0.01) -> None:
         super().__init__()
-        if not 0.0 <= lambda_ <= 1.0 or not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"lambda_ and alpha must lie in [0, 1], got {lambda_}, {alpha}")
+        check_options({"lambda_": lambda_, "alpha": alpha})
         if item_categories.dim() != 2:
             raise ValueError("item_categories must be (n_items+1, C)")
         self.lambda_, self.alpha = float(lambda_), float(alpha)

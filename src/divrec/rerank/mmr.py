@@ -7,7 +7,17 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from divrec.rerank.base import Order, Relevance, RerankContext, Reranker, greedy_loop, pick, relevance, take
+from divrec.rerank.base import (
+    Order,
+    Relevance,
+    RerankContext,
+    Reranker,
+    check_options,
+    greedy_loop,
+    pick,
+    relevance,
+    take,
+)
 from divrec.rerank.similarity import ItemSimilarity, SimilarityKind, SimilarityRows
 
 Aggregate = Literal["max", "sum"]
@@ -61,10 +71,9 @@ class MMR(Reranker):
         aggregate: Aggregate = "max",
     ) -> None:
         super().__init__(order)
-        if not 0.0 <= lambda_ <= 1.0:
-            raise ValueError(f"lambda_ must lie in [0, 1], got {lambda_}")
-        if relevance not in ("minmax", "softmax") or aggregate not in ("max", "sum"):
-            raise ValueError(f"relevance must be minmax|softmax, aggregate max|sum; got {relevance!r}, {aggregate!r}")
+        check_options(
+            {"lambda_": lambda_}, relevance=(relevance, ("minmax", "softmax")), aggregate=(aggregate, ("max", "sum"))
+        )
         self.lambda_, self.relevance, self.aggregate = float(lambda_), relevance, aggregate
         self.similarity = ItemSimilarity(similarity, item_categories, item_embeddings)
 

@@ -30,7 +30,17 @@ import torch
 from torch import Tensor
 
 from divrec.metrics.diversity import category_distribution, category_slots
-from divrec.rerank.base import Order, Relevance, RerankContext, Reranker, greedy_loop, pick, relevance, take
+from divrec.rerank.base import (
+    Order,
+    Relevance,
+    RerankContext,
+    Reranker,
+    check_options,
+    greedy_loop,
+    pick,
+    relevance,
+    take,
+)
 
 Aspects = Literal["candidates", "history"]
 
@@ -84,11 +94,11 @@ class XQuAD(Reranker):
         order: Order = "greedy",
     ) -> None:
         super().__init__(order)
-        if not 0.0 <= lambda_ <= 1.0:
-            raise ValueError(f"lambda_ must lie in [0, 1], got {lambda_}")
-        if relevance not in ("softmax", "minmax") or aspects not in ("candidates", "history"):
-            raise ValueError(f"relevance must be softmax|minmax and aspects candidates|history, got {relevance!r}, "
-                             f"{aspects!r}")
+        check_options(
+            {"lambda_": lambda_},
+            relevance=(relevance, ("softmax", "minmax")),
+            aspects=(aspects, ("candidates", "history")),
+        )
         if item_categories is None or item_categories.dim() != 2:
             raise ValueError("XQuAD needs item_categories (n_items+1, C)")
         self.lambda_, self.relevance, self.aspects = float(lambda_), relevance, aspects
