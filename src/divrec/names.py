@@ -20,7 +20,7 @@ TARGET = "target"  # (B,) the held-out item id
 RATINGS = "ratings"  # (B, L) float ratings aligned with ITEMS (0 = padding); only for sources with ratings
 TARGET_RATING = "target_rating"  # (B,) the held-out interaction's rating; only for sources with ratings
 SEEN = "seen"  # (B, S) right-padded ids of every item to exclude from ranking (0 = none)
-USER_INDEX = "user_index"  # (B,) internal user index, for per-user outputs
+USER_INDEX = "user_index"  # (B,) internal user index of each row: per-user outputs, user features
 
 # --- stages ------------------------------------------------------------------------------------
 TRAIN = "train"

@@ -60,6 +60,7 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
     backbone.use_item_attributes(  # side features, when model.item_attribute_fusion is set
         torch.from_numpy(data.item_category_offsets), torch.from_numpy(data.item_category_ids), len(data.category_names)
     )
+    backbone.use_user_features(data.user_features, data.user_feature_vocab)  # when model.user_features is set
     task.bind(backbone, data)  # heads sized by the data (attributes), freezing (task=finetune)
     module = SeqRecModule(
         backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler, ks=list(metrics_cfg.ks),

@@ -56,11 +56,12 @@ def top_items(
     """(U, k) item ids and scores for ``users``, their whole known sequence excluded, after the module's re-ranker
     (if any) over its top ``rerank_candidates``."""
     history, seen = user_sequences(data, users, max_len)
+    user_index = torch.from_numpy(np.asarray(users, dtype=np.int64))  # (U,) for user features
     module.eval()
     ids, scores = [], []
     for start in range(0, len(users), batch_size):
         rows = slice(start, start + batch_size)
-        raw = module.scores(history[rows])  # (B, V)
+        raw = module.scores(history[rows], user_index[rows])  # (B, V)
         masked = mask_seen(raw, seen[rows], inplace=True)
         context = RerankContext(histories=seen[rows], item_embeddings=module.backbone.item_table().detach())
         best = rerank_lists(masked, k, module.reranker, module.rerank_candidates, context)  # (B, k)
@@ -123,7 +124,9 @@ def recommend(cfg: DictConfig, overrides: Sequence[str] = ()) -> Path:
     frame = as_frame(data, users, ids, scores)
     if cfg.get("explain"):
         history, _ = user_sequences(data, users, datamodule.max_len)
-        why = explain_lists(module, history, ids, int(cfg.explain_top), datamodule.eval_batch_size)
+        why = explain_lists(
+            module, history, ids, int(cfg.explain_top), datamodule.eval_batch_size, torch.from_numpy(users)
+        )
         frame = with_explanations(frame, data, ids, why)
     path = write(frame, output)
     print(f"wrote {len(users)} users x top-{cfg.k} to {path}" + (f"; {len(unknown)} unknown" if unknown else ""))

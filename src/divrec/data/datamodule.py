@@ -21,7 +21,7 @@ from divrec.data.errors import DataError
 from divrec.data.prepare import prepare_dataset
 from divrec.data.splits import ranges
 from divrec.data.types import EvalSplit, ProcessedData
-from divrec.data.windows import last_items, right_padded, training_windows
+from divrec.data.windows import last_items, right_padded, training_windows, window_ends
 from divrec.errors import UserError
 
 
@@ -150,7 +150,8 @@ class SeqDataModule(pl.LightningDataModule):
         offsets, items, item_ratings = self._training_sequences(data)
         windows = training_windows(offsets, items, self.max_len + 1, self.stride)
         usable = (windows != 0).sum(axis=1) >= 2  # a window needs an input and a target
-        train = {names.ITEMS: torch.from_numpy(windows[usable])}
+        users, _ = window_ends(np.diff(offsets), self.max_len + 1, self.stride)  # (N,) the user of each window
+        train = {names.ITEMS: torch.from_numpy(windows[usable]), names.USER_INDEX: torch.from_numpy(users[usable])}
         if item_ratings is not None:
             ratings = training_windows(offsets, item_ratings, self.max_len + 1, self.stride)
             train[names.RATINGS] = torch.from_numpy(ratings[usable].astype(np.float32))

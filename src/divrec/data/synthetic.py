@@ -5,6 +5,10 @@ Every item has ``n_successors`` likely next items (drawn by popularity, from the
 ``follow_prob``, a uniformly chosen successor of the previous item, else a fresh popularity draw. A sequence model
 (or even a bigram counter) therefore beats popularity. Generation is vectorised over users, one step per sequence
 position, so 10M interactions over 1M items take seconds.
+
+With ``n_user_groups`` > 0 users also get two categorical features (for ``model.user_features``): ``group``, one of
+``n_user_groups`` values drawn uniformly (uninformative), and ``activity`` (``long`` or ``short``: whether the user's
+sequence is longer than ``mean_length``). They come from their own random stream: the sequences stay the same.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Synthetic(Source):
     follow_prob: float = 0.7
     same_category_prob: float = 0.7
     seed: int = 0
+    n_user_groups: int = 0  # > 0: user features `group` and `activity` (see the module docstring); 0 = none
 
     def load(self, folder: Path | None = None) -> RawData:
         self._check()
@@ -56,7 +61,17 @@ class Synthetic(Source):
         names = np.array([f"c{c}" for c in range(self.n_categories)], dtype=object)
         cats = pd.Series(names[category]).map(lambda c: [c]).to_numpy()
         features = pd.DataFrame({CATEGORIES: cats}, index=pd.Index(_as_str(np.arange(self.n_items))))
-        return RawData(inter, features)
+        return RawData(inter, features, self._user_features(lengths))
+
+    def _user_features(self, lengths: np.ndarray) -> pd.DataFrame | None:
+        """``group`` and ``activity`` per raw user id, from a random stream of their own; None without groups."""
+        if self.n_user_groups <= 0:
+            return None
+        group = np.random.default_rng([self.seed, 1]).integers(0, self.n_user_groups, self.n_users)
+        return pd.DataFrame(
+            {"group": [f"g{g}" for g in group], "activity": np.where(lengths > self.mean_length, "long", "short")},
+            index=pd.Index([str(u) for u in range(self.n_users)]),
+        )
 
     def _check(self) -> None:
         positive = {"n_users": self.n_users, "n_items": self.n_items, "n_categories": self.n_categories}
@@ -64,6 +79,9 @@ class Synthetic(Source):
         for option, value in positive.items():
             if value < 1:
                 raise DataError(f"synthetic {option}={value} must be >= 1; set {SOURCE_KEY}.{option}")
+        if self.n_user_groups < 0:
+            groups = self.n_user_groups
+            raise DataError(f"synthetic n_user_groups={groups} must be >= 0; set {SOURCE_KEY}.n_user_groups")
         if self.mean_length < self.min_length:
             raise DataError(
                 f"synthetic mean_length={self.mean_length} < min_length={self.min_length}; "

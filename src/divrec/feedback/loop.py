@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from divrec import names
 from divrec.data.datamodule import SeqDataModule
-from divrec.data.features import item_categories
+from divrec.data.features import item_categories, user_features
 from divrec.data.locate import locate
 from divrec.data.preprocess import Sequences
 from divrec.data.types import EvalSplit, ProcessedData
@@ -41,11 +41,12 @@ INITIAL = "initial"  # checkpoint name of the model every strategy starts from
 
 
 Categories = tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR over items 0..n_items: offsets, ids, names
+UserFeatures = tuple[dict[str, np.ndarray], dict[str, list[str]]]  # name → (n_users,) codes, name → vocab
 
 
-def load_sequences(data_cfg: DictConfig) -> tuple[Sequences, Categories]:
-    """The configured dataset, preprocessed into chronological per-user sequences (with timestamps), unsplit, and
-    its item categories/attributes (for side features and attribute objectives)."""
+def load_sequences(data_cfg: DictConfig) -> tuple[Sequences, Categories, UserFeatures]:
+    """The configured dataset, preprocessed into chronological per-user sequences (with timestamps), unsplit, its
+    item categories/attributes (for side features and attribute objectives) and its user feature codes."""
     datamodule: SeqDataModule = instantiate(data_cfg)
     source = datamodule.source
     folder = datamodule.data_dir / source.name
@@ -53,14 +54,18 @@ def load_sequences(data_cfg: DictConfig) -> tuple[Sequences, Categories]:
         folder = locate(source, datamodule.data_dir, datamodule.mirror, datamodule.download)
     raw = source.load(folder)
     seqs = datamodule.preprocessing(raw)
-    return seqs, item_categories(raw.item_features, seqs.item_raw_ids)
+    users = user_features(raw.user_features, seqs.user_raw_ids)
+    return seqs, item_categories(raw.item_features, seqs.item_raw_ids), users
 
 
 class FeedbackRunner:
     """Builds, trains, evaluates, saves and restores models for the loop; strategies call it."""
 
-    def __init__(self, cfg: DictConfig, seqs: Sequences, categories: Categories, output_dir: Path) -> None:
+    def __init__(
+        self, cfg: DictConfig, seqs: Sequences, categories: Categories, output_dir: Path, users: UserFeatures = ({}, {})
+    ) -> None:
         self.cfg, self.seqs, self.categories, self.output_dir = cfg, seqs, categories, output_dir
+        self.users = users  # user feature codes (for model.user_features), indexed like seqs' users
         self.initial_epochs: int = cfg.feedback.initial_epochs
         self.run_config = OmegaConf.to_container(cfg, resolve=True)
         self.progress: bool = cfg.feedback.get("progress_bars", True)  # a bar per training run
@@ -71,6 +76,7 @@ class FeedbackRunner:
         backbone, task = instantiate(cfg.model, n_items=self.seqs.n_items), instantiate(cfg.task)
         offsets, ids, category_names = self.categories
         backbone.use_item_attributes(torch.from_numpy(offsets), torch.from_numpy(ids), len(category_names))
+        backbone.use_user_features(*self.users)
         task.bind(backbone, self._processed(_no_csr(self.seqs.n_users), _no_rows()))  # as pipeline.build does
         module = SeqRecModule(
             backbone=backbone,
@@ -136,6 +142,8 @@ class FeedbackRunner:
             item_category_offsets=offsets,
             item_category_ids=ids,
             category_names=category_names,
+            user_features=self.users[0],
+            user_feature_vocab=self.users[1],
         )
 
     def _trainer(self, **overrides: Any) -> pl.Trainer:
@@ -165,11 +173,11 @@ def run_feedback(cfg: DictConfig) -> dict[str, float]:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)  # one trainer per step
     check_model_config(cfg.model)
     instantiate(cfg.task).check_backbone(cfg.model.causal)  # before any data is loaded
-    seqs, categories = load_sequences(cfg.data)
+    seqs, categories, users = load_sequences(cfg.data)
     loop = cfg.feedback
     cuts = cutoffs(times_of(seqs), loop.start_quantile, loop.n_windows)
     write_config(output_dir, cfg)  # only once the data is known to fit the loop: a refused run leaves nothing
-    runner = FeedbackRunner(cfg, seqs, categories, output_dir)
+    runner = FeedbackRunner(cfg, seqs, categories, output_dir, users)
     start = time.perf_counter()
     initial = runner.new_model()
     runner.fit(initial, known_before(seqs, cuts[0]), runner.initial_epochs)

@@ -68,18 +68,21 @@ class AttentionMaps(pl.Callback):
         rows = np.linspace(0, len(data.val) - 1, min(self.users, len(data.val))).round().astype(np.int64)
         history = self.histories(data, rows, trainer.datamodule.max_len).to(pl_module.device)  # type: ignore[attr-defined]
         labels, step = item_labels(data), trainer.global_step
-        for row, user_history, inputs in zip(rows, history, self.model_inputs(pl_module, history), strict=True):
+        users = torch.from_numpy(data.val.users[rows].astype(np.int64)).to(pl_module.device)  # (U,)
+        model_inputs = self.model_inputs(pl_module, history, users)
+        for row, user_history, inputs, index in zip(rows, history, model_inputs, users[:, None], strict=True):
             user = data.user_raw_ids[data.val.users[row]]
             real = inputs != 0  # left padding → a suffix of real positions
             maps = [
-                m[0][:, real][:, :, real].float().cpu().numpy() for m in pl_module.backbone.attention_maps(inputs[None])
+                m[0][:, real][:, :, real].float().cpu().numpy()
+                for m in pl_module.backbone.attention_maps(inputs[None], index)
             ]
             shown = labels[inputs[real].cpu().numpy()]
             for layer, weights in enumerate(maps):
                 image = attention_image(weights, shown, f"user {user}, layer {layer}")
                 writer.add_image(f"{ATTENTION}/user_{user}/layer_{layer}", image, step, dataformats="HWC")
             seen = torch.from_numpy(data.val.history(row).astype(np.int64)).to(pl_module.device)
-            writer.add_text(f"{EXPLAIN}/user_{user}", self.table(pl_module, user_history, seen, labels), step)
+            writer.add_text(f"{EXPLAIN}/user_{user}", self.table(pl_module, user_history, seen, labels, index), step)
         writer.flush()
 
     @staticmethod
@@ -91,24 +94,31 @@ class AttentionMaps(pl.Callback):
         return torch.from_numpy(last_items(offsets, items, max_len))
 
     @staticmethod
-    def model_inputs(module: SeqRecModule, history: torch.Tensor) -> torch.Tensor:
+    def model_inputs(module: SeqRecModule, history: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """What the backbone reads when the objective builds its query (e.g. BERT4Rec's appended [MASK])."""
         seen: list[torch.Tensor] = []
         hook = module.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
         try:
             module.eval()
-            module.scores(history)
+            module.scores(history, users)
         finally:
             hook.remove()
         return seen[0]
 
-    def table(self, module: SeqRecModule, history: torch.Tensor, seen: torch.Tensor, labels: np.ndarray) -> str:
+    def table(
+        self,
+        module: SeqRecModule,
+        history: torch.Tensor,
+        seen: torch.Tensor,
+        labels: np.ndarray,
+        user: torch.Tensor | None = None,
+    ) -> str:
         """Markdown: the user's top-k (every ``seen`` item excluded) and, per item, its most-weighting history
-        items; ``history`` (L,) is what the model reads."""
+        items; ``history`` (L,) is what the model reads, ``user`` (1,) the user's index (for user features)."""
         history = history[None]  # (1, L)
-        masked = mask_seen(module.scores(history), seen[None])
+        masked = mask_seen(module.scores(history, user), seen[None])
         recommended = top_k(masked, min(self.k, module.backbone.n_items))  # (1, k)
-        why = explain(module, history, recommended, self.because)
+        why = explain(module, history, recommended, self.because, user)
         rows = [
             (labels[item], [(labels[i], w) for i, w in zip(ids.tolist(), ws.tolist(), strict=True) if i])
             for item, ids, ws in zip(recommended[0].tolist(), why.items[0], why.weights[0], strict=True)

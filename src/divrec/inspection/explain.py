@@ -33,9 +33,12 @@ class Explanation:
     weights: Tensor  # (B, k, top) their signed attribution shares (0 where items is 0)
 
 
-def attributions(module: SeqRecModule, history: Tensor, recommended: Tensor) -> tuple[Tensor, Tensor]:
-    """(B, L) histories, (B, k) recommended ids → the ids the backbone read (B, L') and the gradient × input
-    attribution of each recommended item's score to each of those positions (B, k, L')."""
+def attributions(
+    module: SeqRecModule, history: Tensor, recommended: Tensor, users: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """(B, L) histories, (B, k) recommended ids (and (B,) user indices, for user features) → the ids the backbone
+    read (B, L') and the gradient × input attribution of each recommended item's score to each of those positions
+    (B, k, L')."""
     captured: list[Tensor] = []
     hook = module.backbone.item_emb.register_forward_hook(lambda m, args, out: captured.extend([args[0], out]))
     was_training = module.training
@@ -44,7 +47,8 @@ def attributions(module: SeqRecModule, history: Tensor, recommended: Tensor) -> 
         # Lightning evaluates under inference mode; leave it, and copy its inference tensors into normal ones
         with torch.inference_mode(False), torch.enable_grad():
             history, recommended = history.clone(), recommended.clone()
-            scores = module.backbone.score(module.task.query(module.backbone, history))  # (B, V)
+            users = None if users is None else users.clone()
+            scores = module.backbone.score(module.task.query(module.backbone, history, users))  # (B, V)
             ids, embedded = captured  # (B, L'), (B, L', D)
             picked = scores.gather(1, recommended)  # (B, k)
             rows = []
@@ -57,9 +61,11 @@ def attributions(module: SeqRecModule, history: Tensor, recommended: Tensor) -> 
     return ids, torch.stack(rows, dim=1)  # (B, L'), (B, k, L')
 
 
-def explain(module: SeqRecModule, history: Tensor, recommended: Tensor, top: int = 3) -> Explanation:
+def explain(
+    module: SeqRecModule, history: Tensor, recommended: Tensor, top: int = 3, users: Tensor | None = None
+) -> Explanation:
     """The ``top`` history items with the largest attribution share for each recommended item (see module doc)."""
-    ids, attr = attributions(module, history, recommended)  # (B, L'), (B, k, L')
+    ids, attr = attributions(module, history, recommended, users)  # (B, L'), (B, k, L')
     real = (ids != 0) & (ids != module.backbone.mask_token)  # (B, L') padding and [MASK] explain nothing
     attr = attr * real[:, None, :]
     same = (ids[:, :, None] == ids[:, None, :]) & real[:, :, None]  # (B, L', L') positions of one item
@@ -80,11 +86,20 @@ def explain(module: SeqRecModule, history: Tensor, recommended: Tensor, top: int
 
 
 def explain_lists(
-    module: SeqRecModule, history: Tensor, recommended: np.ndarray, top: int, batch_size: int = 1024
+    module: SeqRecModule,
+    history: Tensor,
+    recommended: np.ndarray,
+    top: int,
+    batch_size: int = 1024,
+    users: Tensor | None = None,
 ) -> Explanation:
-    """``explain`` over many users in batches: (U, L) histories, (U, k) recommended ids (0 = empty slot)."""
+    """``explain`` over many users in batches: (U, L) histories, (U, k) recommended ids (0 = empty slot), (U,)
+    user indices (for user features)."""
     chunks = [
-        explain(module, history[i : i + batch_size], torch.from_numpy(recommended[i : i + batch_size]), top)
+        explain(
+            module, history[i : i + batch_size], torch.from_numpy(recommended[i : i + batch_size]), top,
+            None if users is None else users[i : i + batch_size],
+        )
         for i in range(0, len(history), batch_size)
     ]
     if not chunks:

@@ -90,22 +90,23 @@ class SeqRecModule(pl.LightningModule):
 
     # --- evaluation ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def scores(self, history: Tensor) -> Tensor:
-        """(B, L) histories → (B, V) scores over item ids 0..n_items (unmasked)."""
-        return self.backbone.score(self.task.query(self.backbone, history))
+    def scores(self, history: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) histories (and (B,) user indices, for user features) → (B, V) scores over item ids 0..n_items
+        (unmasked)."""
+        return self.backbone.score(self.task.query(self.backbone, history, users))
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> None:
-        target, seen = batch[names.TARGET], batch[names.SEEN]
+        target, seen, users = batch[names.TARGET], batch[names.SEEN], batch.get(names.USER_INDEX)
         if self.eval_chunk_size is not None:
             ranks, lists = self._chunked_ranks_and_lists(batch, self.eval_chunk_size)
         elif self.reranker is None:
-            masked = mask_scores(self.scores(batch[names.HISTORY]), seen, target, inplace=True)  # (B, V)
+            masked = mask_scores(self.scores(batch[names.HISTORY], users), seen, target, inplace=True)  # (B, V)
             ranks, lists = target_ranks(masked, target), top_k(masked, self.list_len)
         else:
-            masked = mask_scores(self.scores(batch[names.HISTORY]), seen, target, inplace=True)  # (B, V)
+            masked = mask_scores(self.scores(batch[names.HISTORY], users), seen, target, inplace=True)  # (B, V)
             lists = rerank_lists(masked, self.list_len, self.reranker, self.rerank_candidates, self._context(seen))
             ranks = list_ranks(lists, target)  # positions in the re-ranked lists
-        self.evaluators[stage].update_ranked(ranks, lists, batch.get(names.USER_INDEX))
+        self.evaluators[stage].update_ranked(ranks, lists, users)
         if stage in self.pointwise:
             self.pointwise[stage].update(*self.task.pointwise(self.backbone, batch))
         if self._measures_diversity(stage):
@@ -122,7 +123,7 @@ class SeqRecModule(pl.LightningModule):
         n_top = self.list_len
         if self.reranker is not None:
             n_top = min(max(self.rerank_candidates, self.list_len), table.shape[0])
-        query = self.task.query(self.backbone, batch[names.HISTORY])  # (B, D)
+        query = self.task.query(self.backbone, batch[names.HISTORY], batch.get(names.USER_INDEX))  # (B, D)
         ranks, vals, ids = chunked_ranking(query, table, seen, target, n_top, chunk_size)
         if self.reranker is None:
             return ranks, ids

@@ -4,11 +4,16 @@ One plain ``nn.Module`` serves SASRec (causal attention) and BERT4Rec (bidirecti
 Sequences are LEFT-padded with item id 0, and positions count back from the most recent item (the newest item has
 position 0), so a history gets the same position codes whatever the batch's padded length — the same convention
 as the original SASRec's fixed-length left-padded arrays, without padding every batch to ``max_len``.
+
+Optional side features: item attributes fused into the item table (``item_attribute_fusion``, models/side.py) and
+user features added to every position or prepended as a user token (``user_features``, models/user_side.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +21,7 @@ from torch import Tensor, nn
 
 from divrec.errors import UserError
 from divrec.models.side import FUSIONS, ItemAttributeFusion
+from divrec.models.user_side import USER_FEATURE_MODES, UserFeatureEmbedding, select_features
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 
@@ -37,6 +43,8 @@ class BackboneConfig:
     norm_first: bool = True  # pre-LayerNorm (stable, usual today) or post-LayerNorm (original Transformer)
     causal: bool = True  # SASRec: each position sees only the past; BERT4Rec: False (bidirectional)
     item_attribute_fusion: str | None = None  # item side features: null (off) | sum | concat | gate (models/side.py)
+    user_features: str | None = None  # user side features: null (off) | add | token (models/user_side.py)
+    user_feature_names: Sequence[str] | None = None  # which user features; null = every one the dataset has
 
     def __post_init__(self) -> None:
         def fail(msg: str) -> None:
@@ -53,6 +61,12 @@ class BackboneConfig:
             )
         if self.item_attribute_fusion is not None and self.item_attribute_fusion not in FUSIONS:
             fail(f"model.item_attribute_fusion={self.item_attribute_fusion!r} is not null or one of {list(FUSIONS)}")
+        if self.user_features is not None and self.user_features not in USER_FEATURE_MODES:
+            fail(f"model.user_features={self.user_features!r} is not null or one of {list(USER_FEATURE_MODES)}")
+        if self.user_feature_names is not None:  # a Hydra ListConfig → a plain tuple (checkpoint-safe, hashable)
+            object.__setattr__(self, "user_feature_names", tuple(str(n) for n in self.user_feature_names))
+            if not self.user_feature_names:
+                fail("model.user_feature_names=[] selects no feature; list some or set it to null (all features)")
         if self.activation not in ACTIVATIONS:
             fail(f"model.activation={self.activation!r} is not one of {sorted(ACTIVATIONS)}")
         for name in ("dropout", "attn_dropout"):
@@ -155,6 +169,7 @@ class TransformerBackbone(nn.Module):
         self.final_norm = nn.LayerNorm(cfg.hidden_size) if cfg.norm_first else nn.Identity()
         self.apply(self._init_weights)
         self.item_side: ItemAttributeFusion | None = None  # created by use_item_attributes when configured
+        self.user_side: UserFeatureEmbedding | None = None  # created by use_user_features when configured
 
     def use_item_attributes(self, offsets: Tensor, attribute_ids: Tensor, n_attributes: int) -> None:
         """Give items their attributes (CSR over items 0..n_items, as ``ProcessedData.item_category_*``); with
@@ -170,6 +185,22 @@ class TransformerBackbone(nn.Module):
         self.item_side = ItemAttributeFusion(
             self.cfg.item_attribute_fusion, self.cfg.hidden_size, offsets, attribute_ids, n_attributes
         )
+
+    def use_user_features(self, codes: Mapping[str, Any], vocab: Mapping[str, Sequence[str]]) -> None:
+        """Give users their features (``ProcessedData.user_features`` / ``user_feature_vocab``: name → (n_users,)
+        codes, name → values); with ``user_features`` set the selected ones are embedded (models/user_side.py),
+        else this does nothing. A dataset without them, or an unknown name, is a ``UserFeatureError``."""
+        mode = self.cfg.user_features
+        if mode is None:
+            return
+        chosen = select_features(codes, vocab, self.cfg.user_feature_names, mode)
+        self.user_side = UserFeatureEmbedding.from_data(codes, vocab, chosen, self.cfg.hidden_size)
+        self.user_side.to(self.item_emb.weight.device)
+
+    @property
+    def n_prefix(self) -> int:
+        """Extra positions before the items in the blocks' input: 1 with a user token, else 0."""
+        return int(self.user_side is not None and self.cfg.user_features == "token")
 
     def item_vectors(self) -> Tensor:
         """(n_items + 2, D) item representations: the embedding table, fused with attributes when configured."""
@@ -192,39 +223,58 @@ class TransformerBackbone(nn.Module):
                 module.weight.data[module.padding_idx].zero_()
 
     def attention_mask(self, items: Tensor) -> Tensor:
-        """(B, L) ids → (B, 1, L, L) bool, True = may attend: real keys (causal: only the past) + the diagonal."""
-        L = items.shape[1]
-        keys = (items != 0)[:, None, None, :]  # (B, 1, 1, L)
+        """(B, L) ids → (B, 1, L', L') bool, True = may attend: real keys (causal: only the past) + the diagonal.
+        L' = L + ``n_prefix``: a user token (column 0) is a real key for every query, the causal ones included."""
+        real = items != 0  # (B, L)
+        if self.n_prefix:
+            real = torch.cat([real.new_ones(real.shape[0], self.n_prefix), real], dim=1)  # (B, L')
+        L = real.shape[1]
+        keys = real[:, None, None, :]  # (B, 1, 1, L')
         eye = torch.eye(L, dtype=torch.bool, device=items.device)  # a padded query attends to itself: no NaN rows
         if self.cfg.causal:
             keys = keys & torch.ones(L, L, dtype=torch.bool, device=items.device).tril()
         return keys | eye
 
-    def embed(self, items: Tensor) -> Tensor:
-        """(B, L) left-padded item ids → (B, L, D) input of the first block: item + positional embeddings."""
+    def embed(self, items: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) left-padded item ids, (B,) user indices (needed with ``user_features``) → (B, L', D) input of the
+        first block: item + positional embeddings (+ the user vector, added or as a leading token, L' = L + 1)."""
         L = items.shape[1]
         if self.cfg.max_len < L:
             raise ValueError(f"sequence length {L} exceeds model.max_len={self.cfg.max_len}")
         pos = torch.arange(L - 1, -1, -1, device=items.device)  # (L,) newest item = position 0
-        x = self.embed_items(items) * self.cfg.hidden_size**0.5 + self.pos_emb(pos)  # (B, L, D)
+        scale = self.cfg.hidden_size**0.5
+        x = self.embed_items(items) * scale + self.pos_emb(pos)  # (B, L, D)
+        if self.user_side is not None:
+            if users is None:
+                raise ValueError(
+                    f"model.user_features={self.cfg.user_features} needs each sequence's user index: pass users= "
+                    "(batches carry names.USER_INDEX)"
+                )
+            u = self.user_side(users) * scale  # (B, D)
+            if self.n_prefix:
+                x = torch.cat([u[:, None, :], x], dim=1)  # (B, L + 1, D): the user token, no position embedding
+            else:
+                x = x + u[:, None, :] * (items != 0)[..., None].to(x.dtype)  # (B, L, D), real positions only
         return self.emb_drop(self.emb_norm(x))
 
-    def forward(self, items: Tensor) -> Tensor:
-        """(B, L) left-padded item ids (0 = padding, ``mask_token`` allowed) → (B, L, D) hidden states."""
-        x, mask = self.embed(items), self.attention_mask(items)
+    def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) left-padded item ids (0 = padding, ``mask_token`` allowed) and, with ``user_features``, (B,)
+        internal user indices → (B, L, D) hidden states (a user token's own output is dropped)."""
+        x, mask = self.embed(items, users), self.attention_mask(items)
         for block in self.blocks:
             x = block(x, mask)
-        return self.final_norm(x)  # (B, L, D)
+        return self.final_norm(x)[:, self.n_prefix :]  # (B, L, D)
 
     @torch.no_grad()
-    def attention_maps(self, items: Tensor) -> list[Tensor]:
+    def attention_maps(self, items: Tensor, users: Tensor | None = None) -> list[Tensor]:
         """(B, L) item ids → one (B, H, L, L) tensor of attention weights per layer (query rows, key columns), as
         the forward pass of the current mode uses them (call ``eval()`` first for dropout-free weights). The
-        weights are recomputed explicitly because ``scaled_dot_product_attention`` does not return them."""
-        x, mask = self.embed(items), self.attention_mask(items)
-        maps = []
+        weights are recomputed explicitly because ``scaled_dot_product_attention`` does not return them. With a
+        user token its row and column are left out: item rows then sum to 1 minus the weight on the user token."""
+        x, mask = self.embed(items, users), self.attention_mask(items)
+        maps, p = [], self.n_prefix
         for block in self.blocks:
-            maps.append(block.attn.probabilities(block.attention_input(x), mask))
+            maps.append(block.attn.probabilities(block.attention_input(x), mask)[:, :, p:, p:])
             x = block(x, mask)
         return maps
 

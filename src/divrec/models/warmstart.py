@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "divrec-backbone/1"
 ITEM_TABLE = "item_emb.weight"  # the only tensor whose first dimension depends on the dataset
-SIDE_PREFIX = "item_side."  # attribute side features: attribute ids are dataset-specific, never transferred
+# side features (item attributes, user features): their ids/codes are dataset-specific, never transferred
+SIDE_PREFIXES = ("item_side.", "user_side.")
 SHAPE_FIELDS = ("hidden_size", "n_layers", "ffn_size", "max_len", "norm_first")  # settings that change tensors
 
 
@@ -44,6 +45,7 @@ class VocabularyMatch:
     src: Tensor
     n_fresh: int  # dataset items absent from the checkpoint: they keep their fresh initialisation
     n_unused: int  # checkpoint items absent from the dataset
+    fresh_side: tuple[str, ...] = ()  # this model's side-feature modules, never loaded (e.g. "user_side")
 
     @property
     def n_matched(self) -> int:
@@ -51,7 +53,8 @@ class VocabularyMatch:
 
     def summary(self) -> str:
         fresh, unused = self.n_fresh, self.n_unused
-        return f"{self.n_matched} items matched by raw id, {fresh} new (fresh embeddings), {unused} unused"
+        text = f"{self.n_matched} items matched by raw id, {fresh} new (fresh embeddings), {unused} unused"
+        return text + (f"; side features kept fresh: {', '.join(self.fresh_side)}" if self.fresh_side else "")
 
 
 def match_items(checkpoint_ids: Sequence[str], dataset_ids: Sequence[str]) -> VocabularyMatch:
@@ -100,7 +103,12 @@ def read_backbone(path: str | Path) -> dict[str, Any]:
 
 
 def _transferable(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v for k, v in state.items() if not k.startswith(SIDE_PREFIX)}
+    return {k: v for k, v in state.items() if not k.startswith(SIDE_PREFIXES)}
+
+
+def side_modules(backbone: TransformerBackbone) -> tuple[str, ...]:
+    """Names of ``backbone``'s side-feature modules (left fresh by a warm start)."""
+    return tuple(p.rstrip(".") for p in SIDE_PREFIXES if getattr(backbone, p.rstrip("."), None) is not None)
 
 
 def _settings(cfg: dict[str, Any]) -> str:
@@ -141,7 +149,7 @@ def warm_start(backbone: TransformerBackbone, path: str | Path, item_ids: Sequen
     for key, tensor in _transferable(backbone.state_dict()).items():  # tensors share storage with the parameters
         if key != ITEM_TABLE:
             tensor.copy_(theirs[key])
-    match = match_items(payload["item_ids"], item_ids)
+    match = dataclasses.replace(match_items(payload["item_ids"], item_ids), fresh_side=side_modules(backbone))
     table, source = backbone.item_emb.weight, theirs[ITEM_TABLE]
     table[match.dst] = source[match.src].to(table.dtype)
     table[backbone.mask_token] = source[int(payload["n_items"]) + 1]

@@ -20,7 +20,7 @@ from divrec import names
 from divrec.data.types import ProcessedData
 from divrec.metrics import categories_multi_hot
 from divrec.models import TransformerBackbone
-from divrec.tasks.base import Objective, TaskConfigError, batch_items
+from divrec.tasks.base import Objective, TaskConfigError, batch_items, batch_users
 from divrec.tasks.cloze import mask_positions
 
 
@@ -97,5 +97,5 @@ class MaskedAttributePrediction(AttributeObjective):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)[:, 1:]  # (B, L)
         masked = mask_positions(items, self.mask_prob)
-        hidden = backbone(items.masked_fill(masked, backbone.mask_token))[masked]  # (N, D)
+        hidden = backbone(items.masked_fill(masked, backbone.mask_token), batch_users(batch))[masked]  # (N, D)
         return {names.LOSS: self.attribute_loss(hidden, items[masked])}

@@ -2,6 +2,8 @@
 
 Objectives are swappable ``nn.Module``s chosen by Hydra (``task=...``); the LightningModule never inspects which
 one it holds. Training windows are (B, max_len + 1) left-padded item ids; an objective reads what it needs.
+Every batch also carries each row's internal user index (``names.USER_INDEX``), which an objective hands to the
+backbone (``users=``) so that user side features (``model.user_features``) reach it.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ class Objective(nn.Module, ABC):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Return a dict with at least ``names.LOSS`` (a scalar); other entries are logged as components."""
 
-    def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
-        """(B, L) left-padded histories → (B, D): the representation that predicts each user's next item."""
-        return backbone(history)[:, -1]  # (B, D) state at the newest position
+    def query(self, backbone: TransformerBackbone, history: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) left-padded histories (and (B,) user indices) → (B, D): the representation that predicts each
+        user's next item."""
+        return backbone(history, users)[:, -1]  # (B, D) state at the newest position
 
     def pointwise(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Evaluation pairs of an objective with ``scores_pairs``: flat logits and 0/1 labels."""
@@ -62,16 +65,23 @@ class Objective(nn.Module, ABC):
             raise ModelConfigError(f"task {type(self).__name__} needs a {kind} model; change model= or task=")
 
 
-def next_item_pairs(backbone: TransformerBackbone, items: Tensor) -> tuple[Tensor, Tensor]:
+def next_item_pairs(
+    backbone: TransformerBackbone, items: Tensor, users: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Run the causal backbone on windows and keep positions with a real input AND a real next item.
 
-    (B, L+1) windows → hidden (N, D) at those positions and their next-item targets (N,).
+    (B, L+1) windows (and their (B,) user indices) → hidden (N, D) at those positions and their targets (N,).
     """
     inputs, targets = items[:, :-1], items[:, 1:]  # (B, L), (B, L)
-    hidden = backbone(inputs)  # (B, L, D)
+    hidden = backbone(inputs, users)  # (B, L, D)
     keep = (inputs != 0) & (targets != 0)  # (B, L)
     return hidden[keep], targets[keep]  # (N, D), (N,)
 
 
 def batch_items(batch: dict[str, Tensor]) -> Tensor:
     return batch[names.ITEMS]
+
+
+def batch_users(batch: dict[str, Tensor]) -> Tensor | None:
+    """(B,) internal user index of each row (None where a batch has none: then user features cannot be used)."""
+    return batch.get(names.USER_INDEX)

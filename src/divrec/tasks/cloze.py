@@ -7,7 +7,7 @@ from torch import Tensor
 
 from divrec import names
 from divrec.models import TransformerBackbone
-from divrec.tasks.base import Objective, batch_items
+from divrec.tasks.base import Objective, batch_items, batch_users
 from divrec.tasks.next_item import softmax_ce
 
 
@@ -44,10 +44,10 @@ class Cloze(Objective):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)[:, 1:]  # (B, L): the model reads at most max_len items
         masked = mask_positions(items, self.mask_prob)  # (B, L)
-        hidden = backbone(items.masked_fill(masked, backbone.mask_token))[masked]  # (N, D)
+        hidden = backbone(items.masked_fill(masked, backbone.mask_token), batch_users(batch))[masked]  # (N, D)
         return {names.LOSS: softmax_ce(backbone, hidden, items[masked], 0.0, self.chunk_size)}
 
-    def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
+    def query(self, backbone: TransformerBackbone, history: Tensor, users: Tensor | None = None) -> Tensor:
         mask = torch.full_like(history[:, :1], backbone.mask_token)  # (B, 1)
         inputs = torch.cat([history[:, 1:], mask], dim=1)  # (B, L): oldest item dropped, [MASK] appended
-        return backbone(inputs)[:, -1]  # (B, D)
+        return backbone(inputs, users)[:, -1]  # (B, D)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from divrec import names
 from divrec.models import TransformerBackbone
-from divrec.tasks.base import Objective, TaskConfigError, batch_items
+from divrec.tasks.base import Objective, TaskConfigError, batch_items, batch_users
 
 POOLING = ("last", "mean")
 
@@ -103,9 +103,9 @@ class ContrastiveSequence(Objective):
         pick = torch.randint(0, len(views), (items.shape[0], 1, 1), device=items.device)
         return torch.stack(views, dim=1).gather(1, pick.expand(-1, 1, items.shape[1])).squeeze(1)  # (B, L)
 
-    def represent(self, backbone: TransformerBackbone, items: Tensor) -> Tensor:
-        """(B, L) → (B, D) sequence representations."""
-        hidden = backbone(items)  # (B, L, D)
+    def represent(self, backbone: TransformerBackbone, items: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) (and (B,) user indices) → (B, D) sequence representations."""
+        hidden = backbone(items, users)  # (B, L, D)
         if self.pooling == "last":
             return hidden[:, -1]
         real = (items != 0).unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
@@ -114,7 +114,9 @@ class ContrastiveSequence(Objective):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)[:, 1:]  # (B, L)
         views = torch.stack([self.augment(items, backbone.mask_token) for _ in range(2)], dim=1)  # (B, 2, L)
-        z = self.represent(backbone, views.flatten(0, 1))  # (2B, D): rows 2b, 2b+1 = sequence b
+        users = batch_users(batch)  # both views of a sequence keep its user (and user features)
+        users = None if users is None else users.repeat_interleave(2)  # (2B,)
+        z = self.represent(backbone, views.flatten(0, 1), users)  # (2B, D): rows 2b, 2b+1 = sequence b
         return {names.LOSS: info_nce(z, self.temperature)}
 
 

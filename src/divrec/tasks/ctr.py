@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from divrec import names
 from divrec.data.errors import DataError
 from divrec.models import TransformerBackbone
-from divrec.tasks.base import Objective, batch_items
+from divrec.tasks.base import Objective, batch_items, batch_users
 from divrec.tasks.next_item import sample_negatives
 
 
@@ -42,7 +42,7 @@ class PointwiseCTR(Objective):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items, ratings = batch_items(batch), _ratings(batch, names.RATINGS)  # (B, L+1) each
         inputs, targets = items[:, :-1], items[:, 1:]
-        hidden = backbone(inputs)  # (B, L, D)
+        hidden = backbone(inputs, batch_users(batch))  # (B, L, D)
         keep = (inputs != 0) & (targets != 0)  # (B, L)
         h, t = hidden[keep], targets[keep]  # (N, D), (N,)
         labels = (ratings[:, 1:][keep] >= self.positive_rating).float()  # (N,)
@@ -64,7 +64,7 @@ class PointwiseCTR(Objective):
         """Logits and 0/1 labels of the held-out pairs and the sampled unseen negatives, flattened."""
         target, seen = batch[names.TARGET], batch[names.SEEN]  # (B,), (B, S)
         labels = (_ratings(batch, names.TARGET_RATING) >= self.positive_rating).float()  # (B,)
-        query = self.query(backbone, batch[names.HISTORY])  # (B, D)
+        query = self.query(backbone, batch[names.HISTORY], batch_users(batch))  # (B, D)
         logits = [(query * backbone.embed_items(target)).sum(-1) + self.bias]
         pair_labels = [labels]
         if self.eval_negatives:

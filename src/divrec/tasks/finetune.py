@@ -80,5 +80,5 @@ class FineTune(Objective):
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.objective.loss(backbone, batch)
 
-    def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
-        return self.objective.query(backbone, history)
+    def query(self, backbone: TransformerBackbone, history: Tensor, users: Tensor | None = None) -> Tensor:
+        return self.objective.query(backbone, history, users)

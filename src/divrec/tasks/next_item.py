@@ -11,7 +11,7 @@ from torch import Tensor
 from divrec import names
 from divrec.data.types import ProcessedData
 from divrec.models import TransformerBackbone
-from divrec.tasks.base import Objective, batch_items, next_item_pairs
+from divrec.tasks.base import Objective, batch_items, batch_users, next_item_pairs
 from divrec.tasks.chunked_ce import chunked_cross_entropy
 from divrec.tasks.samplers import NegativeSampler, UniformSampler
 
@@ -34,7 +34,7 @@ class NextItemCE(Objective):
         self.label_smoothing, self.chunk_size = label_smoothing, chunk_size
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
+        hidden, targets = next_item_pairs(backbone, batch_items(batch), batch_users(batch))  # (N, D), (N,)
         loss = softmax_ce(backbone, hidden, targets, self.label_smoothing, self.chunk_size)
         return {names.LOSS: loss}
 
@@ -85,7 +85,7 @@ class NextItemBCE(SampledNegatives):
 
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
+        hidden, targets = next_item_pairs(backbone, batch_items(batch), batch_users(batch))  # (N, D), (N,)
         neg = self.sample((len(targets), self.n_negatives), backbone)  # (N, n); a hit on the positive: O(1/n_items)
         emb = backbone.embed_items
         pos_logit = (hidden * emb(targets)).sum(-1)  # (N,)
@@ -112,7 +112,7 @@ class NextItemSampledSoftmax(SampledNegatives):
         self.logq_correction = logq_correction
 
     def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        hidden, targets = next_item_pairs(backbone, batch_items(batch))  # (N, D), (N,)
+        hidden, targets = next_item_pairs(backbone, batch_items(batch), batch_users(batch))  # (N, D), (N,)
         neg = self.sample((self.n_negatives,), backbone)  # (n,) shared by every position
         embed = backbone.embed_items
         loss = self.sampled_loss(hidden, targets, neg, embed(targets), embed(neg), backbone.n_items)

@@ -78,5 +78,5 @@ class Pretraining(Objective):
         assert total is not None  # at least one part, checked in __init__
         return {names.LOSS: total, **out}
 
-    def query(self, backbone: TransformerBackbone, history: Tensor) -> Tensor:
-        return self.parts[self.query_from].query(backbone, history)
+    def query(self, backbone: TransformerBackbone, history: Tensor, users: Tensor | None = None) -> Tensor:
+        return self.parts[self.query_from].query(backbone, history, users)
