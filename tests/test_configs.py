@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -62,6 +63,12 @@ def check_model(cfg: DictConfig, tmp_path: Path) -> None:
     assert isinstance(backbone, TransformerBackbone)
     hidden = backbone(torch.tensor([[0, 3, 7, 10]]))
     assert hidden.shape == (1, 4, cfg.model.hidden_size)
+    assert cfg.model.user_features is None and cfg.model.user_feature_names is None  # off by default
+    for mode in ("add", "token"):  # model.user_features options, with one feature selected by name
+        backbone = instantiate(cfg.model, n_items=10, user_features=mode, user_feature_names=["g"])
+        codes, vocab = {"g": np.array([1, 0]), "h": np.array([2, 1])}, {"g": ["", "a"], "h": ["", "b", "c"]}
+        backbone.use_user_features(codes, vocab)
+        assert backbone(torch.tensor([[0, 3, 7, 10]]), torch.tensor([1])).shape == hidden.shape
 
 
 def check_task(cfg: DictConfig, tmp_path: Path) -> None:
