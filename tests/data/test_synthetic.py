@@ -81,3 +81,19 @@ def test_prepare_ten_million_end_to_end(tmp_path) -> None:
     cached = prepare_dataset(source, Preprocessing(), GlobalTemporal(), tmp_path, None, tmp_path / "cache")
     assert np.array_equal(cached.train_items, data.train_items)
     assert np.array_equal(cached.test.targets, data.test.targets)
+
+
+def test_user_groups_add_user_features_without_changing_the_sequences() -> None:
+    plain, grouped = Synthetic(n_users=50, n_items=30, seed=3).load(), Synthetic(n_users=50, n_items=30, seed=3,
+                                                                                    n_user_groups=4).load()
+    assert plain.user_features is None
+    pd.testing.assert_frame_equal(plain.interactions, grouped.interactions)
+    users = grouped.user_features
+    assert list(users.columns) == ["group", "activity"] and len(users) == 50
+    assert set(users["group"]) <= {"g0", "g1", "g2", "g3"} and set(users["activity"]) == {"long", "short"}
+    lengths = grouped.interactions.groupby(USER).size()
+    long = lengths.reindex(users.index) > 20.0  # mean_length
+    assert ((users["activity"] == "long") == long).all()
+    with pytest.raises(DataError, match="n_user_groups=-1"):
+        Synthetic(n_user_groups=-1).load()
+

@@ -97,8 +97,10 @@ def test_a_dataset_without_timestamps_is_refused_before_training(tmp_path: Path)
 
 
 def test_side_features_reach_the_loops_models(tmp_path: Path) -> None:
-    overrides = [*LOOP, "feedback.n_windows=2", "model.item_attribute_fusion=sum", "feedback.initial_epochs=1"]
+    overrides = [*LOOP, "feedback.n_windows=2", "model.item_attribute_fusion=sum", "feedback.initial_epochs=1",
+                 "model.user_features=token", "data.source.n_user_groups=3"]
     cfg = compose_config("feedback", [*overrides, *run_paths(tmp_path / "run", tmp_path / "data")])
     run_feedback(cfg)
     weights = load_checkpoint(str(tmp_path / "run" / "checkpoints" / "initial.ckpt"))["state_dict"]
     assert any("item_side" in key for key in weights)
+    assert any("user_side" in key for key in weights)
