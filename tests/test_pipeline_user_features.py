@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import torch
 from runhelpers import QUIET, Run, compose_config, run_paths, tiny_train
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from divrec import names
 from divrec.errors import UserError
+from divrec.inspection.callbacks import ATTENTION, EXPLAIN
 from divrec.pipeline import evaluate, train
 from divrec.recommend import recommend
 
@@ -29,6 +31,9 @@ def test_user_features_train_evaluate_and_recommend(mode: str, tmp_path: Path) -
     state = torch.load(run.run_dir / names.BACKBONE_FILE, weights_only=True)["state_dict"]
     tables = {k for k in state if k.startswith("user_side.")}
     assert tables == {"user_side.tables.0.weight", "user_side.tables.1.weight"}  # group, activity
+    board = EventAccumulator(str(run.run_dir / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
+    tags = board.Reload().Tags()  # the inspection callbacks ran the model with the users' features
+    assert any(t.startswith(ATTENTION) for t in tags["images"]) and any(t.startswith(EXPLAIN) for t in tags["tensors"])
     ckpt = run.run_dir / "checkpoints" / "best.ckpt"
     overrides = [f"ckpt_path={ckpt}", "trainer=cpu", "logger=none", *QUIET, "metrics.eval_chunk_size=7",
                  *run_paths(tmp_path / "eval", run.data_dir)]
@@ -56,7 +61,8 @@ def test_warm_start_from_a_backbone_without_user_features(
     tiny_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     init = tiny_run.run_dir / names.BACKBONE_FILE  # the shared plain run: same synthetic items, no user features
-    extra = [*WITH_USERS, "model.user_features=add", "model.user_feature_names=[group]", f"init_from={init}"]
+    extra = [*WITH_USERS, "model.user_features=add", "model.user_feature_names=[group]", f"init_from={init}",
+             "trainer.max_epochs=1", "logger=none"]
     run = tiny_train(tmp_path / "run", tiny_run.data_dir, seed=0, extra=extra)
     assert (run.metrics[names.INIT_MATCHED], run.metrics[names.INIT_FRESH], run.metrics[names.INIT_UNUSED]) == (
         40, 0, 0
