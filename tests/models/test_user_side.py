@@ -56,17 +56,17 @@ def test_off_by_default_is_the_plain_model_bit_for_bit() -> None:
 
 
 def test_inputs_match_the_documented_formulas() -> None:
-    """add: LN(e·√D + p + u·√D at real positions); token: LN(u·√D) prepended, the items as in the plain model."""
+    """add: LN(e·√D + p + u at real positions); token: LN(u) prepended, the items as in the plain model."""
     root_d, pos = 8**0.5, torch.arange(4, -1, -1)  # positions count back from the newest item
     model = backbone("add")
     u = model.user_side(USERS)  # (3, D)
     plain = model.item_emb(ITEMS) * root_d + model.pos_emb(pos)  # (3, 5, D)
-    expected = model.emb_norm(plain + (u * root_d)[:, None, :] * (ITEMS != 0)[..., None])
+    expected = model.emb_norm(plain + u[:, None, :] * (ITEMS != 0)[..., None])
     torch.testing.assert_close(model.embed(ITEMS, USERS), expected)
     token = backbone("token")
     u = token.user_side(USERS)
     x = token.embed(ITEMS, USERS)  # (3, 6, D)
-    torch.testing.assert_close(x[:, 0], token.emb_norm(u * root_d))
+    torch.testing.assert_close(x[:, 0], token.emb_norm(u))
     torch.testing.assert_close(x[:, 1:], token.emb_norm(token.item_emb(ITEMS) * root_d + token.pos_emb(pos)))
 
 

@@ -242,15 +242,14 @@ class TransformerBackbone(nn.Module):
         if self.cfg.max_len < L:
             raise ValueError(f"sequence length {L} exceeds model.max_len={self.cfg.max_len}")
         pos = torch.arange(L - 1, -1, -1, device=items.device)  # (L,) newest item = position 0
-        scale = self.cfg.hidden_size**0.5
-        x = self.embed_items(items) * scale + self.pos_emb(pos)  # (B, L, D)
+        x = self.embed_items(items) * self.cfg.hidden_size**0.5 + self.pos_emb(pos)  # (B, L, D)
         if self.user_side is not None:
             if users is None:
                 raise ValueError(
                     f"model.user_features={self.cfg.user_features} needs each sequence's user index: pass users= "
                     "(batches carry names.USER_INDEX)"
                 )
-            u = self.user_side(users) * scale  # (B, D)
+            u = self.user_side(users)  # (B, D), unscaled like the position embeddings
             if self.n_prefix:
                 x = torch.cat([u[:, None, :], x], dim=1)  # (B, L + 1, D): the user token, no position embedding
             else:

@@ -3,11 +3,14 @@ occupation) embedded, one table per feature, and summed into one user vector.
 
     u = Σ_f U_f[c_f(user)]        c_f(user) ∈ {0, 1, …}: the user's code of feature f, 0 = unknown (a learned row)
 
-The backbone (``model.user_features``) uses u in one of two ways, on the scale of the item embeddings (×√D):
-    add:    x_t = e_{i_t}·√D + p_t + u·√D     at every real (non-padding) position t, before the input LayerNorm
-    token:  x_u = u·√D prepended as one extra position without a position embedding (positions count back from the
+The backbone (``model.user_features``) uses u in one of two ways, before its input LayerNorm and dropout:
+    add:    x_t = e_{i_t}·√D + p_t + u     at every real (non-padding) position t
+    token:  x_u = u  prepended as one extra position without a position embedding (positions count back from the
             newest item, and the token is no item of the history); every position may attend to it, under the
             causal mask too, and its output is dropped, so the backbone still returns (B, L, D)
+u is not scaled by √D, like the position embeddings: a user vector on the items' scale, the same at every
+position, would at initialisation outweigh the item signal (one 2-epoch smoke run of SASRec on ml-100k with `add`:
+val NDCG@10 0.036 with u·√D, 0.067 with u; 0.075 without user features).
 
 User codes travel as internal user indices (``names.USER_INDEX`` in every batch); this module holds the (n_users, F)
 code matrix as a buffer and looks them up. Feature codes are dataset-specific: a warm start leaves it fresh.
