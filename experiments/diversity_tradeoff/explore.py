@@ -11,7 +11,8 @@ Jaccard, CategoryCoverage@10, ItemCoverage@10), on CPU or GPU; ``sweep`` needs n
     python experiments/diversity_tradeoff/explore.py sweep cache.pt --out grid.csv --device cuda \
         --grid "mmr lambda_=0.5,0.7 similarity=jaccard +candidates=50,200" --grid "xquad lambda_=0.1"
 
-``+candidates`` is N (the top N of the cached candidates are re-ranked). Each row of the CSV is one (stage, setting).
+``+candidates`` is N (the top N of the cached candidates are re-ranked). Each row of the CSV is one (stage, setting);
+``--model seed0`` labels the rows with the checkpoint, for ``report.py --seeds`` (mean over trained models).
 """
 
 from __future__ import annotations
@@ -124,11 +125,13 @@ def make_reranker(name: str, params: dict[str, Any], multi_hot: torch.Tensor) ->
     return getattr(importlib.import_module(module), attr)(item_categories=multi_hot, **node).to(multi_hot.device)
 
 
-def sweep(cache: Path, specs: list[str], out: Path, device: str) -> pd.DataFrame:
+def sweep(cache: Path, specs: list[str], out: Path, device: str, model: str = "") -> pd.DataFrame:
+    """Every setting of ``specs`` on one cache; ``model`` labels the rows (e.g. the training seed) so that
+    ``report.py --seeds`` can average over independently trained models."""
     blob = torch.load(cache)
     multi_hot = blob["multi_hot"].to(device)
     n_max = blob["stages"][names.VAL]["scores"].shape[1]
-    rows = [{"dataset": blob["dataset"], "stage": s, "reranker": "none", "setting": "", "N": 0,
+    rows = [{"dataset": blob["dataset"], "model": model, "stage": s, "reranker": "none", "setting": "", "N": 0,
              **evaluate(blob["stages"][s], None, n_max, multi_hot)} for s in STAGES]
     for spec in specs:
         for name, params, n in settings(spec):
@@ -137,7 +140,8 @@ def sweep(cache: Path, specs: list[str], out: Path, device: str) -> pd.DataFrame
             for s in STAGES:
                 start = time.perf_counter()
                 res = evaluate(blob["stages"][s], reranker, n, multi_hot)
-                rows.append({"dataset": blob["dataset"], "stage": s, "reranker": name, "setting": setting, "N": n,
+                rows.append({"dataset": blob["dataset"], "model": model, "stage": s, "reranker": name,
+                             "setting": setting, "N": n,
                              **res, "seconds": round(time.perf_counter() - start, 2)})
             print(pd.DataFrame(rows[-2:]).round(4).to_string(header=False), flush=True)
     frame = pd.DataFrame(rows)
@@ -162,11 +166,12 @@ def main() -> None:
     s.add_argument("--grid", action="append", default=[])
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--device", default="cpu")
+    s.add_argument("--model", default="", help="label of the checkpoint (e.g. seed0), written to every row")
     args = parser.parse_args()
     if args.command == "cache":
         cache_candidates(args.ckpt, args.file, args.candidates)
     else:
-        sweep(args.file, args.grid, args.out, args.device)
+        sweep(args.file, args.grid, args.out, args.device, args.model)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 # Accuracy–diversity fronts of one trained SASRec per dataset (the seed-0 checkpoints of experiments/quality/) under
 # every re-ranker, without retraining; settings chosen on validation, reported on test.
 #   experiments/diversity_tradeoff/run.sh   # 2 cores: ml-100k ≈ 10 min, Beauty ≈ 1–2 min per setting (explore.py)
+# The same question over three trained models per dataset (choice on the mean validation numbers): seeds.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
