@@ -67,6 +67,7 @@ OVERRIDES_FILE = ".hydra/overrides.yaml"  # Hydra's record of the command-line o
 PER_USER_FILE = "per_user.parquet"  # one row per test user: USER_INDEX + every per-user test metric
 STATUS_FILE = "status.json"  # {"status": RUNNING|COMPLETED|FAILED, "error": one line or null}
 PROGRESS_FILE = "progress.json"  # sweep folder: jobs done / total and best so far
+TIMELINE_FILE = "timeline.jsonl"  # one JSON row per validation epoch (callbacks.ValidationTimeline; conf/callbacks)
 RUNNING = "running"
 COMPLETED = "completed"
 FAILED = "failed"
