@@ -8,6 +8,7 @@
 set -euo pipefail
 R=${RUNS:-outputs/ptf}
 divrec=${DIVREC:-.venv/bin/divrec}
+py=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1
 t() { local dir=$1; shift; mkdir -p "$(dirname "$dir")"; "$divrec" train callbacks.progress_bar.refresh_rate=0 "$@" \
   hydra.run.dir="$dir" >"$dir.log" 2>&1; }
@@ -42,7 +43,7 @@ lastfm_causal() {
     trainer.max_epochs=30
   t "$R/lastfm/causal/finetune_s0" experiment=finetune_lastfm seed=0 init_from="$R/lastfm/causal/pretrain_s0/backbone.pt"
   wait_for "$R/lastfm/all/finetune_s0/metrics.json"
-  better=$(python - "$R" <<'P'
+  better=$($py - "$R" <<'P'
 import json, sys
 val = {r: json.load(open(f"{sys.argv[1]}/lastfm/{r}/finetune_s0/metrics.json"))["val/ndcg@10"] for r in ("all", "causal")}
 print(int(val["causal"] > val["all"]))
@@ -60,4 +61,4 @@ lastfm_scratch() { for s in 0 1 2; do t "$R/lastfm/all/scratch_s$s" experiment=f
 beauty_finetuned & beauty_scratch & wait
 lastfm & lastfm_scratch & wait
 lastfm_causal
-python experiments/pretrain_finetune/summarize.py "$R" > experiments/pretrain_finetune/results.md
+$py experiments/pretrain_finetune/summarize.py "$R" > experiments/pretrain_finetune/results.md

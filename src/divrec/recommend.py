@@ -124,9 +124,8 @@ def recommend(cfg: DictConfig, overrides: Sequence[str] = ()) -> Path:
     frame = as_frame(data, users, ids, scores)
     if cfg.get("explain"):
         history, _ = user_sequences(data, users, datamodule.max_len)
-        why = explain_lists(
-            module, history, ids, int(cfg.explain_top), datamodule.eval_batch_size, torch.from_numpy(users)
-        )
+        user_index = torch.from_numpy(np.asarray(users, dtype=np.int64))  # (U,) for user features
+        why = explain_lists(module, history, ids, int(cfg.explain_top), datamodule.eval_batch_size, user_index)
         frame = with_explanations(frame, data, ids, why)
     path = write(frame, output)
     print(f"wrote {len(users)} users x top-{cfg.k} to {path}" + (f"; {len(unknown)} unknown" if unknown else ""))
