@@ -64,6 +64,16 @@ def test_attributions_equal_finite_differences(task: Objective, causal: bool) ->
                 assert float(attr[user, r, position]) == pytest.approx(expected, rel=1e-5, abs=1e-8)
 
 
+def test_attributions_of_a_compiled_backbone_equal_the_eager_ones() -> None:
+    """compile=true: the hooked embeddings must stay on the autograd path (the forward runs eagerly here)."""
+    module = make(NextItemCE())
+    ids, attr = attributions(module, HISTORY, RECOMMENDED)
+    module.backbone.compile()
+    ids_compiled, attr_compiled = attributions(module, HISTORY, RECOMMENDED)
+    torch.testing.assert_close(ids_compiled, ids)
+    torch.testing.assert_close(attr_compiled, attr)
+
+
 def test_batched_explanations_equal_one_user_at_a_time() -> None:
     module = make(NextItemCE())
     both = explain(module, HISTORY, RECOMMENDED, top=3)

@@ -44,8 +44,10 @@ def attributions(
     was_training = module.training
     module.eval()
     try:
-        # Lightning evaluates under inference mode; leave it, and copy its inference tensors into normal ones
-        with torch.inference_mode(False), torch.enable_grad():
+        # Lightning evaluates under inference mode; leave it, and copy its inference tensors into normal ones.
+        # Eager even when the backbone is compiled (compile=true): a compiled graph returns the hooked embeddings as
+        # a side output, off the autograd path from the scores, so there would be no gradient to take.
+        with torch.inference_mode(False), torch.enable_grad(), torch.compiler.set_stance("force_eager"):
             history, recommended = history.clone(), recommended.clone()
             users = None if users is None else users.clone()
             scores = module.backbone.score(module.task.query(module.backbone, history, users))  # (B, V)
