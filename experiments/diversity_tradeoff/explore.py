@@ -34,11 +34,15 @@ from divrec.rerank import RerankContext, Reranker, list_ranks
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 STAGES = (names.VAL, names.TEST)
+# temperatures at which ``cache`` also keeps each user's full-catalog logsumexp of scores / T and the target's score,
+# so that bound.py can calibrate the model's softmax (temperature scaling fitted on validation NLL)
+TEMPERATURES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 KEYS = ("ndcg@10", "ild@10", "category_coverage@10", "item_coverage@10")
 
 
 def cache_candidates(ckpt: str, out: Path, n: int) -> None:
-    """Score val and test once and save ``{stage: {scores, cands, lse, target}}`` plus the category multi-hot."""
+    """Score val and test once and save ``{stage: {scores, cands, lse, target, lse_t, target_score}}`` plus the
+    category multi-hot (``lse_t``: ``(U, len(TEMPERATURES))`` logsumexp of the masked scores / T)."""
     from hydra import compose, initialize_config_dir
 
     from divrec.metrics import categories_multi_hot, mask_scores
@@ -56,7 +60,8 @@ def cache_candidates(ckpt: str, out: Path, n: int) -> None:
     ids = torch.int16 if data.n_items < 2**15 else torch.int32
     result: dict[str, Any] = {}
     for stage, loader in zip(STAGES, (datamodule.val_dataloader(), datamodule.test_dataloader()), strict=True):
-        parts: dict[str, list[torch.Tensor]] = {"scores": [], "cands": [], "lse": [], "target": []}
+        keys = ("scores", "cands", "lse", "target", "lse_t", "target_score")
+        parts: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
         for batch in loader:
             with torch.no_grad():
                 masked = mask_scores(module.scores(batch[names.HISTORY]), batch[names.SEEN], batch[names.TARGET])
@@ -65,11 +70,14 @@ def cache_candidates(ckpt: str, out: Path, n: int) -> None:
             parts["cands"].append(cands.to(ids))
             parts["lse"].append(masked.logsumexp(1, keepdim=True))
             parts["target"].append(batch[names.TARGET].to(ids))
+            parts["lse_t"].append(torch.stack([(masked / t).logsumexp(1) for t in TEMPERATURES], dim=1))
+            parts["target_score"].append(masked.gather(1, batch[names.TARGET].long().unsqueeze(1)).squeeze(1))
         result[stage] = {key: torch.cat(value) for key, value in parts.items()}
     multi_hot = categories_multi_hot(data.item_category_offsets, data.item_category_ids, len(data.category_names))
     source = cfg.data.source
     dataset = source.get("name") or str(source["_target_"]).rsplit(".", 1)[-1]
-    torch.save({"stages": result, "multi_hot": multi_hot, "dataset": dataset}, out)
+    blob = {"stages": result, "multi_hot": multi_hot, "dataset": dataset, "temperatures": TEMPERATURES}
+    torch.save(blob, out)
 
 
 def evaluate(

@@ -126,6 +126,17 @@ def test_missing_user_indices_and_bad_settings_are_clear_errors() -> None:
     assert chosen.cfg.user_feature_names == ("job",) and chosen.user_side.names == ("job",)
 
 
+def test_feature_names_without_a_mode_are_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="divrec.models.backbone"):
+        model = backbone(None, user_feature_names=["job"])
+    assert model.user_side is None
+    assert "model.user_feature_names=['job'] is ignored while model.user_features is null" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="divrec.models.backbone"):
+        backbone(None)
+    assert caplog.text == ""
+
+
 def test_warm_start_from_a_plain_backbone_leaves_the_user_features_fresh(tmp_path: Path) -> None:
     path = save_backbone(tmp_path / "plain.pt", backbone(None, seed=0), ITEM_IDS)
     target = backbone("token", seed=1, user_feature_names=["job"])

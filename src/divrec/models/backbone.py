@@ -11,6 +11,7 @@ user features added to every position or prepended as a user token (``user_featu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from torch import Tensor, nn
 from divrec.errors import UserError
 from divrec.models.side import FUSIONS, ItemAttributeFusion
 from divrec.models.user_side import USER_FEATURE_MODES, UserFeatureEmbedding, select_features
+
+log = logging.getLogger(__name__)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 
@@ -192,6 +195,9 @@ class TransformerBackbone(nn.Module):
         else this does nothing. A dataset without them, or an unknown name, is a ``UserFeatureError``."""
         mode = self.cfg.user_features
         if mode is None:
+            if self.cfg.user_feature_names is not None:  # a warning, not an error: sweeps switch the mode on and off
+                log.warning("model.user_feature_names=%s is ignored while model.user_features is null; set "
+                            "model.user_features=add or token to use them", list(self.cfg.user_feature_names))
             return
         chosen = select_features(codes, vocab, self.cfg.user_feature_names, mode)
         self.user_side = UserFeatureEmbedding.from_data(codes, vocab, chosen, self.cfg.hidden_size)
