@@ -22,7 +22,17 @@ def metric_values(metrics: dict[str, float]) -> dict[str, float]:
     return {key: value for key, value in metrics.items() if "/" in key}
 
 
-@pytest.mark.parametrize("rerank", [[], ["rerank=mmr", "rerank.lambda_=0.5", "metrics.rerank_candidates=25"]])
+SOFTMAX_MMR = ["rerank=mmr", "rerank.lambda_=0.999", "rerank.relevance=softmax", "rerank.aggregate=sum"]
+
+
+@pytest.mark.parametrize(
+    "rerank",
+    [
+        [],
+        ["rerank=mmr", "rerank.lambda_=0.5", "metrics.rerank_candidates=25"],
+        [*SOFTMAX_MMR, "metrics.rerank_candidates=25"],  # needs the full-catalog log-normaliser from the chunks
+    ],
+)
 def test_chunked_evaluation_gives_every_metric_of_the_plain_one(tmp_path: Path, tiny_run: Run, rerank: list) -> None:
     plain = metric_values(eval_with(tmp_path / "plain", tiny_run, *rerank))
     chunked = metric_values(eval_with(tmp_path / "chunked", tiny_run, "metrics.eval_chunk_size=7", *rerank))

@@ -7,6 +7,7 @@ query vector per user and ranks the whole catalog with the backbone's tied item 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -124,10 +125,11 @@ class SeqRecModule(pl.LightningModule):
         if self.reranker is not None:
             n_top = min(max(self.rerank_candidates, self.list_len), table.shape[0])
         query = self.task.query(self.backbone, batch[names.HISTORY], batch.get(names.USER_INDEX))  # (B, D)
-        ranks, vals, ids = chunked_ranking(query, table, seen, target, n_top, chunk_size)
+        ranks, vals, ids, lse = chunked_ranking(query, table, seen, target, n_top, chunk_size)
         if self.reranker is None:
             return ranks, ids
-        lists = rerank_candidates(vals, ids, self.list_len, self.reranker, self._context(seen))
+        context = replace(self._context(seen), log_normalizer=lse.unsqueeze(1))  # softmax over the whole catalog
+        lists = rerank_candidates(vals, ids, self.list_len, self.reranker, context)
         return list_ranks(lists, target), lists
 
     def _measures_diversity(self, stage: str) -> bool:

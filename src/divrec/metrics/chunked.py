@@ -7,7 +7,9 @@ The plain evaluation builds ``scores = query @ table.T`` for a whole batch, then
 * each chunk of columns is scored and masked like ``mask_scores`` (padding column 0 and seen items → ``-inf``,
   the target kept), its ``>= target score`` entries are counted (the pessimistic tie rule of ``target_ranks``,
   including its handling of a ``-inf``/NaN target score), and its own top-K is merged into the running top-K by
-  (score descending, id ascending), the deterministic rule of ``top_k_scored``.
+  (score descending, id ascending), the deterministic rule of ``top_k_scored``;
+* the logsumexp of each masked chunk is folded into a running one (``logaddexp``): the full-catalog log-normaliser
+  that softmax relevance of the re-rankers needs (equal to ``masked.logsumexp(1)`` up to float rounding).
 
 Exactness assumes a column's score does not depend on which other columns share its matrix product (true of the
 BLAS kernels torch uses; tests check it on random data and on exactly representable scores with ties).
@@ -46,15 +48,16 @@ def mask_chunk(scores: Tensor, start: int, seen: Tensor, target: Tensor, target_
 @torch.no_grad()
 def chunked_ranking(
     query: Tensor, table: Tensor, seen: Tensor, target: Tensor, k: int, chunk_size: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Ranks and top-K of every user against every item, ``chunk_size`` items at a time.
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Ranks, top-K and log-normaliser of every user against every item, ``chunk_size`` items at a time.
 
     Args:
         query: ``(B, D)`` user representations; table: ``(V+1, D)`` item table, row 0 = padding.
         seen: ``(B, S)`` item ids to exclude (0-padded); target: ``(B,)`` target ids in ``1..V``.
     Returns:
         ``(B,)`` ranks equal to ``target_ranks(mask_scores(query @ table.T, seen, target), target)`` and the
-        ``(B, k)`` scores and ids equal to ``top_k_scored`` of those masked scores.
+        ``(B, k)`` scores and ids equal to ``top_k_scored`` of those masked scores, and the ``(B,)`` logsumexp of
+        those masked scores.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size} must be >= 1")
@@ -64,9 +67,11 @@ def chunked_ranking(
     count = torch.zeros(len(query), dtype=torch.long, device=query.device)
     best_vals = torch.full((len(query), 0), _NEG_INF, dtype=query.dtype, device=query.device)
     best_ids = torch.zeros((len(query), 0), dtype=torch.long, device=query.device)
+    lse = torch.full((len(query),), _NEG_INF, dtype=query.dtype, device=query.device)
     for start in range(0, table.shape[0], chunk_size):
         scores = mask_chunk(query @ table[start : start + chunk_size].T, start, seen, target, ts)  # (B, c)
         count += (scores >= threshold).sum(1, dtype=torch.int32)
+        lse = torch.logaddexp(lse, scores.logsumexp(1))
         vals, ids = top_k_scored(scores, min(k, scores.shape[1]))
         ids = torch.where(vals > _NEG_INF, ids + start, ids)  # local → global ids; empty slots stay 0
         best_vals, best_ids = merge_top_k(best_vals, best_ids, vals, ids, k)
@@ -74,7 +79,7 @@ def chunked_ranking(
         pad = k - best_vals.shape[1]
         best_vals = torch.nn.functional.pad(best_vals, (0, pad), value=_NEG_INF)
         best_ids = torch.nn.functional.pad(best_ids, (0, pad), value=0)
-    return count + (~ok).long(), best_vals, best_ids
+    return count + (~ok).long(), best_vals, best_ids, lse
 
 
 def merge_top_k(vals_a: Tensor, ids_a: Tensor, vals_b: Tensor, ids_b: Tensor, k: int) -> tuple[Tensor, Tensor]:
