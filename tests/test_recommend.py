@@ -66,3 +66,19 @@ def test_known_sequences_are_the_longest_known_prefix(tmp_path: Path, tiny_run: 
     for row, user in enumerate(data.test.users.tolist()):
         expected = np.append(data.test.history(row), data.test.targets[row])
         np.testing.assert_array_equal(items[offsets[user] : offsets[user + 1]], expected)
+
+
+@pytest.mark.parametrize(
+    "rerank",
+    [[], ["rerank=mmr", "rerank.lambda_=0.999", "rerank.relevance=softmax", "rerank.aggregate=sum",
+          "metrics.rerank_candidates=12"]],
+)
+def test_chunked_catalog_scoring_gives_the_same_lists(tmp_path: Path, tiny_run: Run, rerank: list) -> None:
+    """metrics.eval_chunk_size: no (users x catalog) score matrix, the same items, ranks and scores."""
+    plain = pd.read_parquet(recommend(recommend_cfg(tmp_path, tiny_run, "k=6", *rerank,
+                                                    f"output={tmp_path / 'plain.parquet'}")))
+    chunked = pd.read_parquet(recommend(recommend_cfg(tmp_path, tiny_run, "k=6", *rerank, "metrics.eval_chunk_size=7",
+                                                      f"output={tmp_path / 'chunked.parquet'}")))
+    assert len(plain) == len(chunked) > 0
+    pd.testing.assert_frame_equal(plain.drop(columns=SCORE), chunked.drop(columns=SCORE))
+    np.testing.assert_allclose(plain[SCORE], chunked[SCORE], rtol=1e-6)

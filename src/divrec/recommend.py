@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ from divrec.data.windows import last_items, right_padded
 from divrec.errors import UserError
 from divrec.inspection.explain import explain_lists, with_explanations
 from divrec.lit.module import SeqRecModule
+from divrec.metrics.chunked import chunked_top_k
 from divrec.metrics.ranking import mask_seen
-from divrec.rerank import RerankContext, rerank_lists
+from divrec.rerank import RerankContext, rerank_candidates, rerank_lists
 
 log = logging.getLogger(__name__)
 WRITERS = {".parquet": "to_parquet", ".csv": "to_csv", ".json": "to_json"}
@@ -49,6 +51,28 @@ def user_sequences(data: ProcessedData, users: np.ndarray, max_len: int) -> tupl
     return history, torch.from_numpy(right_padded(sub_offsets, sub_items))
 
 
+def batch_lists(
+    module: SeqRecModule, history: torch.Tensor, seen: torch.Tensor, users: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, k) item ids and their scores for one batch of users, after the module's re-ranker (if any). With
+    ``metrics.eval_chunk_size`` the catalog is scored that many items at a time (``chunked_top_k``: the same lists
+    without a (B, V) score matrix), else all at once."""
+    context = RerankContext(histories=seen, item_embeddings=module.backbone.item_table().detach())
+    chunk = module.eval_chunk_size
+    if chunk is None:
+        masked = mask_seen(module.scores(history, users), seen, inplace=True)  # (B, V)
+        best = rerank_lists(masked, k, module.reranker, module.rerank_candidates, context)  # (B, k)
+        return best, masked.gather(1, best)
+    table = module.backbone.item_table()
+    n_top = k if module.reranker is None else min(max(module.rerank_candidates, k), table.shape[0])
+    query = module.task.query(module.backbone, history, users)  # (B, D)
+    vals, ids, lse = chunked_top_k(query, table, seen, n_top, chunk)  # (B, N), (B, N), (B,)
+    context = replace(context, log_normalizer=lse.unsqueeze(1))  # softmax relevance over the whole catalog
+    best = rerank_candidates(vals, ids, k, module.reranker, context)  # (B, k)
+    match = best.unsqueeze(2) == ids.unsqueeze(1)  # (B, k, N): where each listed item sits among the candidates
+    return best, torch.where(match, vals.unsqueeze(1), float("-inf")).amax(2)
+
+
 @torch.no_grad()
 def top_items(
     module: SeqRecModule, data: ProcessedData, users: np.ndarray, k: int, max_len: int, batch_size: int = 1024
@@ -61,12 +85,9 @@ def top_items(
     ids, scores = [], []
     for start in range(0, len(users), batch_size):
         rows = slice(start, start + batch_size)
-        raw = module.scores(history[rows], user_index[rows])  # (B, V)
-        masked = mask_seen(raw, seen[rows], inplace=True)
-        context = RerankContext(histories=seen[rows], item_embeddings=module.backbone.item_table().detach())
-        best = rerank_lists(masked, k, module.reranker, module.rerank_candidates, context)  # (B, k)
+        best, best_scores = batch_lists(module, history[rows], seen[rows], user_index[rows], k)
         ids.append(best)
-        scores.append(masked.gather(1, best))
+        scores.append(best_scores)
     if not ids:
         return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
     return torch.cat(ids).numpy(), torch.cat(scores).numpy()

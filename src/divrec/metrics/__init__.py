@@ -1,7 +1,7 @@
 """Exact full-ranking evaluation metrics (leave-one-out, seen items excluded, pessimistic ties) and beyond-accuracy
 (diversity, novelty, calibration) metrics over top-K lists."""
 
-from divrec.metrics.chunked import chunked_ranking
+from divrec.metrics.chunked import chunked_ranking, chunked_top_k
 from divrec.metrics.diversity import (
     DIVERSITY_METRICS,
     AveragePopularity,
@@ -66,6 +66,7 @@ __all__ = [
     "category_distribution",
     "category_slots",
     "chunked_ranking",
+    "chunked_top_k",
     "item_popularity",
     "mask_scores",
     "target_ranks",
