@@ -150,8 +150,10 @@ def model_pairs(table: pd.DataFrame) -> list[dict[str, Any]]:
             }
             last_diff = last_row_per_user(a[a.stage == names.VAL]).ndcg.mean()
             last_diff -= last_row_per_user(b[b.stage == names.VAL]).ndcg.mean()
+            kind = "same run" if run_a == run_b else "/".join(sorted((ckpt_a, ckpt_b)))
             out.append(
                 {
+                    "kind": kind,  # last/last: neither side was chosen on this validation set (no selection bias)
                     "a": f"{run_a}/{ckpt_a}",
                     "b": f"{run_b}/{ckpt_b}",
                     **means,
@@ -202,19 +204,50 @@ def markdown(results: dict[str, Any]) -> str:
     pairs = results["pairs"]
     if pairs:
         lines += ["", "### Model-vs-model differences among the val_items=3 checkpoints (± bootstrap SE over users)"]
-        lines += ["", "| a | b | val diff, 3 rows/user | val diff, last row only | test diff |", "|---" * 5 + "|"]
+        header = "| pair | a | b | val diff, 3 rows/user | val diff, last row only | test diff |"
+        lines += ["", header, "|---" * 6 + "|"]
         for p in pairs:
             lines.append(
-                f"| {p['a']} | {p['b']} | {p['val_diff']:+.4f} ± {fmt(p['val_diff_se'])} "
+                f"| {p['kind']} | {p['a']} | {p['b']} | {p['val_diff']:+.4f} ± {fmt(p['val_diff_se'])} "
                 f"| {p['val_last_row_diff']:+.4f} ± {fmt(p['val_last_row_diff_se'])} "
                 f"| {p['test_diff']:+.4f} ± {fmt(p['test_diff_se'])} |"
             )
         ratio = np.mean([p["val_diff_se"] / p["val_last_row_diff_se"] for p in pairs if p["val_last_row_diff_se"] > 0])
-        agree = {key: np.mean([np.sign(p[key]) == np.sign(p["test_diff"]) for p in pairs])
-                 for key in ("val_diff", "val_last_row_diff")}
-        lines += ["", f"Mean SE ratio (3 rows / last row) of a difference: {ratio:.3f}; sign agrees with test: "
-                  f"3 rows {agree['val_diff']:.0%}, last row {agree['val_last_row_diff']:.0%} of {len(pairs)} pairs."]
+        lines += ["", f"Mean SE ratio (3 rows / last row) of a difference: {ratio:.3f} over {len(pairs)} pairs."]
+        for kind in sorted({p["kind"] for p in pairs}):
+            group = [p for p in pairs if p["kind"] == kind]
+            agree = {key: sum(np.sign(p[key]) == np.sign(p["test_diff"]) for p in group)
+                     for key in ("val_diff", "val_last_row_diff")}
+            lines.append(f"- {kind} pairs: the sign of the val difference agrees with test in {agree['val_diff']} "
+                         f"(3 rows) and {agree['val_last_row_diff']} (last row) of {len(group)}.")
     return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Best checkpoint of every run: val vs test NDCG@10 with ±1 bootstrap SE bars, one colour per val_items."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for k, colour in ((1, "tab:blue"), (3, "tab:orange")):
+        runs = [r for r in results["runs"].values() if r["val_items"] == k]
+        if not runs:
+            continue
+        ax.errorbar(
+            [r["reported_val_ndcg"] for r in runs], [r["reported_test_ndcg"] for r in runs],
+            xerr=[r["best"]["val_se"] for r in runs], yerr=[r["best"]["test_se"] for r in runs],
+            fmt="o", color=colour, capsize=3, label=f"val_items={k}",
+        )
+    lo, hi = ax.get_xlim()
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--", label="val = test")
+    ax.set_xlabel("best val NDCG@10 (± bootstrap SE over users)")
+    ax.set_ylabel("test NDCG@10 (± SE)")
+    ax.set_title("SASRec on ml-100k, one point per seed")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
@@ -229,6 +262,7 @@ def main() -> None:
         args.out / "per_row.csv.gz", index=False, float_format="%.6g"
     )
     (args.out / "results.md").write_text(markdown(results))
+    plot(results, args.out / "val_vs_test.png")
     print((args.out / "results.md").read_text())
 
 
