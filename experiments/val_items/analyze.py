@@ -225,10 +225,10 @@ def markdown(results: dict[str, Any]) -> str:
 
 def plot(results: dict[str, Any], path: Path) -> None:
     """Best checkpoint of every run: val vs test NDCG@10 with ±1 bootstrap SE bars, one colour per val_items."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for k, colour in ((1, "tab:blue"), (3, "tab:orange")):
