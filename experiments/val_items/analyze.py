@@ -220,6 +220,11 @@ def markdown(results: dict[str, Any]) -> str:
                      for key in ("val_diff", "val_last_row_diff")}
             lines.append(f"- {kind} pairs: the sign of the val difference agrees with test in {agree['val_diff']} "
                          f"(3 rows) and {agree['val_last_row_diff']} (last row) of {len(group)}.")
+        clear = [p for p in pairs if abs(p["test_diff"]) > 2 * p["test_diff_se"]]  # test itself tells them apart
+        agree = {key: sum(np.sign(p[key]) == np.sign(p["test_diff"]) for p in clear)
+                 for key in ("val_diff", "val_last_row_diff")}
+        lines.append(f"- pairs whose test difference exceeds 2 SE: the val sign agrees in {agree['val_diff']} (3 rows) "
+                     f"and {agree['val_last_row_diff']} (last row) of {len(clear)} (pairs share models)")
     return "\n".join(lines) + "\n"
 
 
