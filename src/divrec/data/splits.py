@@ -1,8 +1,8 @@
 """Train / validation / test splits of chronological sequences; ``split(seqs) -> Splits`` for every class.
 
 Evaluation rows hold one held-out target and the user's full history before it (oldest first; a user may have
-several validation rows, see ``LeaveOneOut.val_items``); training
-sequences are per-user prefixes, so no held-out target ever sits at or after its position in training.
+several validation rows, see ``LeaveOneOut.val_items``); training sequences are per-user prefixes, so no held-out
+target ever sits at or after its position in training.
 """
 
 from __future__ import annotations
