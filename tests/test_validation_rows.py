@@ -1,7 +1,8 @@
 """``data.split.val_items=3``: a tiny run validates on several rows per user and every consumer copes.
 
-Validation metrics are means over rows (re-scored here row by row), test stays one row per user (per_user.parquet),
-``known_sequences`` is still each user's whole sequence, and the attention images pick distinct users.
+Validation metrics are means over rows (re-scored here row by row, user features included), test stays one row per
+user (per_user.parquet), ``known_sequences`` is still each user's whole sequence, and the attention images pick
+distinct users.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from divrec.metrics.ranking import mask_scores, target_ranks
 from divrec.pipeline import build
 
 VAL_ITEMS = 3
+# user features read each row's user index: with several rows per user they must still follow the row
+USER_FEATURES = ["data.source.n_user_groups=3", "model.user_features=token"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     base = tmp_path_factory.mktemp("val-items")
-    return tiny_train(base / "run", base / "data", seed=0, extra=[f"data.split.val_items={VAL_ITEMS}"])
+    return tiny_train(base / "run", base / "data", seed=0, extra=[f"data.split.val_items={VAL_ITEMS}", *USER_FEATURES])
 
 
 def test_validation_has_up_to_three_rows_per_user_and_test_one(run: Run, tmp_path: Path) -> None:
