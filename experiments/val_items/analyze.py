@@ -38,33 +38,45 @@ RUN = re.compile(r"k(\d+)_s(\d+)")
 NDCG = names.metric_key(names.VAL, "ndcg", K), names.metric_key(names.TEST, "ndcg", K)
 
 
+def score_rows(datamodule: Any, module: Any, ckpt_path: Path) -> pd.DataFrame:
+    """NDCG@K of every val / test row (user, history length) under the weights in ``ckpt_path``."""
+    module.load_state_dict(read_checkpoint(ckpt_path)["state_dict"])
+    module.eval()
+    frames = []
+    for stage, loader in ((names.VAL, datamodule.val_dataloader()), (names.TEST, datamodule.test_dataloader())):
+        for batch in loader:
+            with torch.no_grad():
+                scores = module.scores(batch[names.HISTORY], batch[names.USER_INDEX])
+            target, seen = batch[names.TARGET], batch[names.SEEN]
+            ranks = target_ranks(mask_scores(scores, seen, target, inplace=True), target).double()
+            ndcg = torch.where(ranks <= K, 1.0 / torch.log2(ranks + 1.0), 0.0)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "stage": stage,
+                        "user": batch[names.USER_INDEX].numpy(),
+                        "history": (seen != 0).sum(1).numpy(),
+                        "ndcg": ndcg.numpy(),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def built(run_dir: Path) -> tuple[Any, Any]:
+    """The run's datamodule (set up) and module, from its saved config."""
+    datamodule, module = build(OmegaConf.load(run_dir / names.CONFIG_FILE))
+    datamodule.setup()
+    return datamodule, module
+
+
 def rows_of(run_dir: Path) -> pd.DataFrame:
     """NDCG@K of every val / test row for best.ckpt and last.ckpt of one run."""
-    cfg = OmegaConf.load(run_dir / names.CONFIG_FILE)
-    datamodule, module = build(cfg)
-    datamodule.setup()
-    frames = []
-    for ckpt in ("best", "last"):
-        module.load_state_dict(read_checkpoint(run_dir / "checkpoints" / f"{ckpt}.ckpt")["state_dict"])
-        module.eval()
-        for stage, loader in ((names.VAL, datamodule.val_dataloader()), (names.TEST, datamodule.test_dataloader())):
-            for batch in loader:
-                with torch.no_grad():
-                    scores = module.scores(batch[names.HISTORY], batch[names.USER_INDEX])
-                target, seen = batch[names.TARGET], batch[names.SEEN]
-                ranks = target_ranks(mask_scores(scores, seen, target, inplace=True), target).double()
-                ndcg = torch.where(ranks <= K, 1.0 / torch.log2(ranks + 1.0), 0.0)
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            "ckpt": ckpt,
-                            "stage": stage,
-                            "user": batch[names.USER_INDEX].numpy(),
-                            "history": (seen != 0).sum(1).numpy(),
-                            "ndcg": ndcg.numpy(),
-                        }
-                    )
-                )
+    datamodule, module = built(run_dir)
+    frames = [
+        score_rows(datamodule, module, run_dir / "checkpoints" / f"{ckpt}.ckpt").assign(ckpt=ckpt)
+        for ckpt in ("best", "last")
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
