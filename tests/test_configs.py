@@ -20,6 +20,7 @@ from divrec import names
 from divrec.cli import config_dir
 from divrec.data.base import Source
 from divrec.data.datamodule import SeqDataModule
+from divrec.data.splits import LeaveOneOut
 from divrec.lit.strategies import HydraJobLauncher
 from divrec.models import TransformerBackbone
 from divrec.rerank import RerankContext, Reranker
@@ -56,6 +57,8 @@ def check_data(cfg: DictConfig, tmp_path: Path) -> None:
     assert datamodule.data is None  # building the object loads nothing...
     assert leftovers(tmp_path / "data") == []  # ...and writes nothing
     assert datamodule.max_len == cfg.model.max_len  # the positional table follows the data's max_len
+    assert isinstance(datamodule.split, LeaveOneOut) and datamodule.split.val_items == 1  # classic by default
+    assert instantiate(cfg.data.split, val_items=3).val_items == 3  # data.split.val_items=3 (fewer noisy val picks)
 
 
 def check_model(cfg: DictConfig, tmp_path: Path) -> None:

@@ -33,6 +33,8 @@ needs_console_script = pytest.mark.skipif(not CONSOLE_SCRIPT.is_file(), reason=f
 # 61 users (odd) and evaluation batches of 8: a padding sampler would evaluate one user twice on 2 processes, and
 # the two ranks' shards (31 and 30 users) would differ in length.
 ODD = ["data.source.n_users=61", "data.eval_batch_size=8"]
+# Validation on the last 3 items per user: several rows per user must be sharded exactly too (each row once).
+SEVERAL_VAL_ROWS = ["data.split.val_items=3"]
 TWO_CPU_PROCESSES = ["trainer=ddp_cpu", "trainer.devices=2"]
 TIMEOUT_S = 600  # two Python processes importing torch on a busy CI machine
 
@@ -51,9 +53,10 @@ def assert_same_metrics(got: dict[str, float], want: dict[str, float]) -> None:
 
 @pytest.fixture(scope="module")
 def odd_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """A 2-epoch single-process run on 61 users; ``train`` evaluated its best checkpoint in one process."""
+    """A 2-epoch single-process run on 61 users (up to 3 validation rows each); ``train`` evaluated its best checkpoint
+    in one process."""
     base = tmp_path_factory.mktemp("odd-run")
-    run = tiny_train(base / "run", base / "data", seed=0, extra=ODD)
+    run = tiny_train(base / "run", base / "data", seed=0, extra=[*ODD, *SEVERAL_VAL_ROWS])
     assert (run.run_dir / "checkpoints" / "best.ckpt").is_file()
     return run
 
@@ -66,6 +69,7 @@ def test_two_process_evaluation_equals_one_process(odd_run: Run, tmp_path: Path)
     result = run_divrec([*args, f"hydra.run.dir={run_dir}", f"paths.data_dir={odd_run.data_dir}"], tmp_path, TIMEOUT_S)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MEMBER: 2/2" in result.stdout + result.stderr  # really two processes
+    assert OmegaConf.load(run_dir / names.CONFIG_FILE).data.split.val_items == 3  # the checkpoint's own split
     assert_same_metrics(read_metrics(run_dir), odd_run.metrics)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # rank 1 wrote no folder of its own
 

@@ -94,6 +94,21 @@ def test_changed_config_or_content_changes_key(data_dir: Path) -> None:
     assert synthetic[0] == synthetic[1] != synthetic[2]
 
 
+def test_val_items_is_part_of_the_key(data_dir: Path) -> None:
+    def prepare(val_items: int) -> ProcessedData:
+        split = LeaveOneOut(val_items=val_items)
+        return prepare_dataset(SOURCE, Preprocessing(), split, data_dir, None, data_dir / "cache")
+
+    one, two = prepare(1), prepare(2)
+    assert len(cache_files(data_dir)) == 2  # no shared entry: each setting wrote its own file
+    assert (len(one.val), len(two.val)) == (3, 5)  # the users with 4 and 5 items get a second validation row
+    assert_same(prepare(2), two)  # cache hits return each setting's own split
+    assert_same(prepare(1), one)
+    assert len(cache_files(data_dir)) == 2
+    keys = {cache.cache_key(SOURCE, Preprocessing(), LeaveOneOut(val_items=k), data_dir / "toy") for k in (1, 2, 3)}
+    assert len(keys) == 3
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "other_key", "missing_array"])
 def test_corrupt_cache_is_rebuilt(damage: str, data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     good = run(data_dir)

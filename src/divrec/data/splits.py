@@ -1,7 +1,8 @@
 """Train / validation / test splits of chronological sequences; ``split(seqs) -> Splits`` for every class.
 
-Evaluation rows hold one held-out target and the user's full history before it (oldest first); training
-sequences are per-user prefixes, so no held-out target ever sits at or after its position in training.
+Evaluation rows hold one held-out target and the user's full history before it (oldest first; a user may have
+several validation rows, see ``LeaveOneOut.val_items``); training sequences are per-user prefixes, so no held-out
+target ever sits at or after its position in training.
 """
 
 from __future__ import annotations
@@ -36,19 +37,34 @@ class Split:
 
 @dataclasses.dataclass(kw_only=True)
 class LeaveOneOut(Split):
-    """Per user: last item = test target, second-last = validation target, the rest = training.
+    """Per user: last item = test target, the ``val_items`` items before it = validation targets, the rest = training.
 
-    Users with fewer than 3 interactions keep all of them in training and are not evaluated (no val/test row).
-    Validation history = the training sequence; test history = training sequence + validation target.
+    Every validation target is its own row whose history is every item before it (rows user-major, oldest target
+    first), so ``val_items > 1`` averages validation metrics over more targets per user (less noisy model
+    selection) while the test protocol stays the same: test history = every item before the last one. A user with
+    ``n >= 3`` interactions gets ``min(val_items, n - 2)`` validation rows (at least one training item stays);
+    users with fewer than 3 keep all of them in training and are not evaluated (no val/test row).
     """
 
+    val_items: int = 1  # validation targets per user (1 = classic leave-one-out)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.val_items, bool) or not isinstance(self.val_items, int | np.integer) or self.val_items < 1:
+            raise DataError(
+                f"{SPLIT_KEY}.val_items={self.val_items!r} must be an integer >= 1 (validation targets per user); "
+                f"set {SPLIT_KEY}.val_items=1 for classic leave-one-out"
+            )
+
     def split(self, seqs: Sequences) -> Splits:
-        lengths = seqs.lengths
+        lengths = seqs.lengths.astype(np.int64)
         evaluated = np.flatnonzero(lengths >= 3)
-        train_lengths = np.where(lengths >= 3, lengths - 2, lengths)
-        ends = seqs.offsets[1:][evaluated]
+        n_val = np.minimum(int(self.val_items), lengths[evaluated] - 2)
+        train_lengths = lengths.copy()
+        train_lengths[evaluated] -= n_val + 1
+        val_starts = seqs.offsets[:-1][evaluated] + train_lengths[evaluated]
+        val = eval_split(seqs, np.repeat(evaluated, n_val), ranges(val_starts, n_val))
+        test = eval_split(seqs, evaluated, seqs.offsets[1:][evaluated] - 1)
         offsets, items = prefixes(seqs, train_lengths)
-        val, test = eval_split(seqs, evaluated, ends - 2), eval_split(seqs, evaluated, ends - 1)
         return Splits(offsets, items, val, test, prefix_ratings(seqs, train_lengths))
 
 

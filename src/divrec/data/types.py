@@ -31,9 +31,10 @@ class RawData:
 
 @dataclass
 class EvalSplit:
-    """One held-out target per evaluated user, with everything that came before it.
+    """One held-out target per row, with everything that came before it; a user may have several rows
+    (``LeaveOneOut.val_items > 1`` on validation), metrics average over rows.
 
-    users: (U,) internal user indices (0-based).
+    users: (U,) internal user index (0-based) of each row.
     history_offsets: (U+1,) offsets into history_items; history of row u = items[offsets[u]:offsets[u+1]],
         oldest first. The model sees the last ``max_len`` of them; ranking excludes all of them (seen items).
     targets: (U,) internal item ids (1..n_items) of the held-out item.

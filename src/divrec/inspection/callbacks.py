@@ -16,7 +16,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.tensorboard import SummaryWriter
 
 from divrec import names
-from divrec.data.types import ProcessedData
+from divrec.data.types import EvalSplit, ProcessedData
 from divrec.data.windows import last_items
 from divrec.inspection.explain import explain
 from divrec.inspection.figures import attention_image, explanation_markdown
@@ -42,6 +42,16 @@ def item_labels(data: ProcessedData) -> np.ndarray:
     return np.append(labels, "[MASK]")
 
 
+def spread_user_rows(split: EvalSplit, n: int) -> np.ndarray:
+    """Up to ``n`` rows of distinct users, evenly spread over the users: each user's latest row (a user has several
+    validation rows with ``data.split.val_items > 1``; images and tables are keyed by user)."""
+    _, from_end = np.unique(split.users[::-1], return_index=True)
+    latest = np.sort(len(split) - 1 - from_end)  # (distinct users,) row indices
+    if n <= 0 or not len(latest):
+        return latest[:0]
+    return latest[np.linspace(0, len(latest) - 1, min(n, len(latest))).round().astype(np.int64)]
+
+
 def _reporting(trainer: pl.Trainer, every_n_epochs: int = 0) -> bool:
     """Validation of the reported model (outside fit), or every n-th epoch of fit when n > 0."""
     if trainer.sanity_checking or not trainer.is_global_zero:
@@ -52,9 +62,10 @@ def _reporting(trainer: pl.Trainer, every_n_epochs: int = 0) -> bool:
 
 
 class AttentionMaps(pl.Callback):
-    """For ``users`` fixed validation users (evenly spread over the validation set; 0 = off): each layer's attention
-    weights over their history as one image per layer (a heatmap per head), and a text table of their top-``k``
-    recommendations with the ``because`` history items that weighted each most (``divrec.inspection.explain``)."""
+    """For ``users`` fixed validation users (evenly spread over the validation users, each one's latest row; 0 = off):
+    each layer's attention weights over their history as one image per layer (a heatmap per head), and a text table
+    of their top-``k`` recommendations with the ``because`` history items that weighted each most
+    (``divrec.inspection.explain``)."""
 
     def __init__(self, users: int = 4, k: int = 10, because: int = 3, every_n_epochs: int = 0) -> None:
         self.users, self.k, self.because, self.every_n_epochs = users, k, because, every_n_epochs
@@ -65,7 +76,7 @@ class AttentionMaps(pl.Callback):
             return
         assert isinstance(pl_module, SeqRecModule)
         data = trainer.datamodule.load()  # type: ignore[attr-defined]
-        rows = np.linspace(0, len(data.val) - 1, min(self.users, len(data.val))).round().astype(np.int64)
+        rows = spread_user_rows(data.val, self.users)
         history = self.histories(data, rows, trainer.datamodule.max_len).to(pl_module.device)  # type: ignore[attr-defined]
         labels, step = item_labels(data), trainer.global_step
         users = torch.from_numpy(data.val.users[rows].astype(np.int64)).to(pl_module.device)  # (U,)
