@@ -174,3 +174,12 @@ def test_bad_val_items_is_a_one_line_error(bad: object) -> None:
     with pytest.raises(DataError, match=r"^data\.split\.val_items=.* must be an integer >= 1") as error:
         LeaveOneOut(val_items=bad)  # type: ignore[arg-type]
     assert "\n" not in str(error.value)
+
+
+def test_global_temporal_takes_the_default_val_items_only() -> None:
+    """Switching data.split._target_ from LeaveOneOut carries val_items=1 along: accepted; any other value is an
+    error that names the key."""
+    assert GlobalTemporal(val_items=1).val_items == 1
+    with pytest.raises(DataError, match=r"^data\.split\.val_items=3 applies to leave-one-out only") as error:
+        GlobalTemporal(val_items=3)
+    assert "\n" not in str(error.value)

@@ -80,6 +80,15 @@ class GlobalTemporal(Split):
     val_quantile: float = 0.8
     test_quantile: float = 0.9
     min_history: int = 1
+    # accepted so that switching data.split._target_ from LeaveOneOut keeps working; one target per window only
+    val_items: int = 1
+
+    def __post_init__(self) -> None:
+        if self.val_items != 1:
+            raise DataError(
+                f"{SPLIT_KEY}.val_items={self.val_items!r} applies to leave-one-out only: GlobalTemporal validates on "
+                f"each user's first interaction in [t_val, t_test); set {SPLIT_KEY}.val_items=1"
+            )
 
     def split(self, seqs: Sequences) -> Splits:
         if seqs.times is None:
