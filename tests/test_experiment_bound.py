@@ -41,8 +41,8 @@ def test_local_search_ends_in_a_local_optimum_above_its_greedy_start() -> None:
     candidates = torch.stack([torch.randperm(n_items, generator=gen)[:n] + 1 for _ in range(users)])  # (B, N)
     p = torch.softmax(torch.randn(users, n, generator=gen) * 2, dim=1)  # (B, N)
     context = RerankContext(log_normalizer=torch.zeros(users, 1))
-    greedy = bound.expected_ndcg_lists(cats, MU, swaps=0)(p.log(), candidates, context)
-    searched = bound.expected_ndcg_lists(cats, MU, swaps=50)(p.log(), candidates, context)
+    greedy = bound.expected_ndcg_lists(cats, MU, swaps=0)(p.log(), candidates, K, context)
+    searched = bound.expected_ndcg_lists(cats, MU, swaps=50)(p.log(), candidates, K, context)
     for u in range(users):
         prob = torch.zeros(n_items + 1)
         prob[candidates[u]] = p[u]

@@ -42,7 +42,8 @@ _spec.loader.exec_module(explore)
 K = 10
 STAGES = (names.VAL, names.TEST)
 SHOWN = ("ndcg@10", "ild@10", "category_coverage@10")
-Lists = Callable[[Tensor, Tensor, RerankContext], Tensor]  # (scores, candidates, context) -> (B, K) item ids
+# the call explore.evaluate makes: (scores, candidates, k, context) -> (B, k) item ids; a Reranker is one
+Lists = Callable[[Tensor, Tensor, int, RerankContext], Tensor]
 
 
 def calibration(stage: dict[str, Tensor], temperatures: list[float]) -> pd.DataFrame:
@@ -102,12 +103,12 @@ def best_swaps(p: Tensor, sim: Tensor, chosen: Tensor, free: Tensor, weight: flo
 
 
 def expected_ndcg_lists(multi_hot: Tensor, mu: float, swaps: int) -> Lists:
-    """The position-aware greedy (+ local search) of the module docstring, as a ``(scores, cands, context)`` map."""
+    """The position-aware greedy (+ local search) of the module docstring, called like a ``Reranker``."""
     discount = 1.0 / torch.log2(torch.arange(K, dtype=torch.float32) + 2.0)  # (K,)
     weight = mu * 2.0 / (K * (K - 1))
 
-    def lists(scores: Tensor, candidates: Tensor, context: RerankContext) -> Tensor:
-        assert context.log_normalizer is not None
+    def lists(scores: Tensor, candidates: Tensor, k: int, context: RerankContext) -> Tensor:
+        assert context.log_normalizer is not None and k == K
         p = (scores - context.log_normalizer).exp()  # (B, N) calibrated probabilities
         sim = jaccard(multi_hot, candidates.long())  # (B, N, N)
         b, n = p.shape
@@ -130,18 +131,7 @@ def expected_ndcg_lists(multi_hot: Tensor, mu: float, swaps: int) -> Lists:
 
 
 def mmr_lists(multi_hot: Tensor, lambda_: float) -> Lists:
-    mmr = MMR(lambda_, "jaccard", multi_hot, order="score", relevance="softmax", aggregate="sum")
-    return lambda scores, candidates, context: mmr(scores, candidates, K, context)
-
-
-class AsReranker:
-    """Adapts a ``Lists`` map to the ``reranker(scores, cands, k, context)`` call that ``explore.evaluate`` makes."""
-
-    def __init__(self, lists: Lists) -> None:
-        self.lists = lists
-
-    def __call__(self, scores: Tensor, candidates: Tensor, k: int, context: RerankContext) -> Tensor:
-        return self.lists(scores, candidates, context)
+    return MMR(lambda_, "jaccard", multi_hot, order="score", relevance="softmax", aggregate="sum")
 
 
 def one_model(path: Path, args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -163,7 +153,7 @@ def one_model(path: Path, args: argparse.Namespace) -> tuple[pd.DataFrame, pd.Da
     rows: list[dict[str, Any]] = []
     for method, param, j, t, lists in methods:
         for s in STAGES:
-            res = explore.evaluate(tempered(stages[s], j, t), AsReranker(lists), args.n, multi_hot, batch=1024)
+            res = explore.evaluate(tempered(stages[s], j, t), lists, args.n, multi_hot, batch=1024)
             rows.append({"model": path.stem, "method": method, "param": param, "T": t, "stage": s, **res,
                          **{f"Δ{key} %": 100 * (res[key] / base[s][key] - 1) for key in SHOWN}})
         print(pd.DataFrame(rows[-2:]).round(4).to_string(header=False), flush=True)

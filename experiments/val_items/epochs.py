@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from analyze import built, last_row_per_user, score_rows
+from analyze import built, last_row_per_user, score_rows, user_matrix
 
 from divrec import names
 
@@ -28,11 +28,6 @@ MEASURES = ("val3", "val1", "test")
 KEY = names.metric_key(names.VAL, "ndcg", 10)
 N_BOOT = 1000
 WARMUP = 5  # correlations also over epochs >= WARMUP, where the curves are near their plateau
-
-
-def per_user(frame: pd.DataFrame, n_users: int) -> np.ndarray:
-    """(n_users,) sum of NDCG@10 over each user's rows."""
-    return np.bincount(frame.user.to_numpy(), weights=frame.ndcg.to_numpy(), minlength=n_users)
 
 
 def epoch_sums(run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -49,7 +44,7 @@ def epoch_sums(run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         val = scored[scored.stage == names.VAL]
         parts = {"val3": val, "val1": last_row_per_user(val), "test": scored[scored.stage == names.TEST]}
         for measure, frame in parts.items():
-            sums[measure].append(per_user(frame, n_users))
+            sums[measure].append(user_matrix(frame, np.arange(n_users))[0])
             rows[f"{measure}_rows"] = np.bincount(frame.user.to_numpy(), minlength=n_users).astype(np.float64)
     return epochs, {m: np.stack(v) for m, v in sums.items()} | rows
 
