@@ -22,7 +22,7 @@ from divrec.data.base import Source
 from divrec.data.datamodule import SeqDataModule
 from divrec.data.splits import LeaveOneOut
 from divrec.lit.strategies import HydraJobLauncher
-from divrec.models import TransformerBackbone
+from divrec.models import SequenceEncoder, check_model_config
 from divrec.rerank import RerankContext, Reranker
 from divrec.tasks import FineTune, NegativeSampler, NextItemSampledSoftmax, Objective, Pretraining
 
@@ -62,12 +62,16 @@ def check_data(cfg: DictConfig, tmp_path: Path) -> None:
 
 
 def check_model(cfg: DictConfig, tmp_path: Path) -> None:
+    """The contract, not a class: what ``model=`` builds is a ``SequenceEncoder`` whose spec is what its config check
+    says, with (B, L, D) states; user side features work in every mode its own Config offers."""
+    spec = check_model_config(cfg.model)
     backbone = instantiate(cfg.model, n_items=10)
-    assert isinstance(backbone, TransformerBackbone)
+    assert isinstance(backbone, SequenceEncoder) and backbone.spec() == spec
     hidden = backbone(torch.tensor([[0, 3, 7, 10]]))
-    assert hidden.shape == (1, 4, cfg.model.hidden_size)
-    assert cfg.model.user_features is None and cfg.model.user_feature_names is None  # off by default
-    for mode in ("add", "token"):  # model.user_features options, with one feature selected by name
+    assert hidden.shape == (1, 4, backbone.hidden_size)
+    modes = getattr(backbone.cfg, "USER_MODES", ())  # closed-form baselines read no user features
+    assert not modes or (cfg.model.user_features is None and cfg.model.user_feature_names is None)  # off by default
+    for mode in modes:  # model.user_features options, with one feature selected by name
         backbone = instantiate(cfg.model, n_items=10, user_features=mode, user_feature_names=["g"])
         codes, vocab = {"g": np.array([1, 0]), "h": np.array([2, 1])}, {"g": ["", "a"], "h": ["", "b", "c"]}
         backbone.use_user_features(codes, vocab)

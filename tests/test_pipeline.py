@@ -3,6 +3,7 @@ checkpoint, and bad input failing early with one clear message."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -281,7 +282,7 @@ def test_unknown_model_key_fails_before_any_data_is_loaded(tmp_path: Path) -> No
         train(tiny_cfg(tmp_path, "+model.hiden_size=3"))
     message = str(err.value)
     assert "hiden_size" in message
-    for key in BackboneConfig.__dataclass_fields__:  # the valid keys are listed
+    for key in (f.name for f in dataclasses.fields(BackboneConfig)):  # the valid keys are listed
         assert key in message, key
     assert "\n" not in message
     assert not (tmp_path / "data").exists()  # neither the data dir nor its cache was created

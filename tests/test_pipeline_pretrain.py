@@ -12,6 +12,7 @@ from runhelpers import QUIET, TINY_TRAIN, compose_config, read_metrics, run_path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from divrec import names
+from divrec.models.tower import ITEM_TABLE
 from divrec.models.warmstart import WarmStartError
 from divrec.pipeline import evaluate, train
 
@@ -34,7 +35,7 @@ def test_pretraining_writes_a_safe_backbone_file_and_logs_every_part(pretrained:
     run, _ = pretrained
     payload = torch.load(run / names.BACKBONE_FILE, map_location="cpu", weights_only=True)
     assert payload["config"]["hidden_size"] == 16 and payload["config"]["causal"] is False
-    assert len(payload["item_ids"]) == payload["n_items"] + 1 == payload["state_dict"]["item_emb.weight"].shape[0] - 1
+    assert len(payload["item_ids"]) == payload["n_items"] + 1 == payload["state_dict"][ITEM_TABLE].shape[0] - 1
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
@@ -92,7 +93,7 @@ def test_item_attribute_side_features_train_and_evaluate(tmp_path: Path) -> None
     run = tmp_path / "side"
     metrics = train(cfg(run, tmp_path / "data", "model.item_attribute_fusion=gate"))
     state = torch.load(run / names.BACKBONE_FILE, weights_only=True)["state_dict"]
-    assert any(key.startswith("item_side.") for key in state)
+    assert any(key.startswith("tower.item_side.") for key in state)
     eval_cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", *QUIET, "trainer=cpu",
                                        *run_paths(tmp_path / "eval", tmp_path / "data")])
     assert evaluate(eval_cfg)[names.MONITOR] == pytest.approx(metrics[names.MONITOR])

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero as pl_rank_zero
 from runhelpers import CONSOLE_SCRIPT, TINY, Run, compose_config, read_metrics, run_divrec, run_paths, tiny_train
 
-from divrec import cli, names
+from divrec import invocation, names
 from divrec.errors import UserError
 from divrec.lit.strategies import DDPStrategy, check_launcher, hydra_job_command
 from divrec.pipeline import build
@@ -144,7 +144,7 @@ def test_compile_switch_compiles_the_backbone_in_place(tmp_path: Path) -> None:
 
 def test_config_flags_are_kept_for_the_relaunch() -> None:
     argv = ["-cd", "/my/conf", "seed=1", "--config-name=train", "-m", "trainer=ddp"]
-    assert cli._config_flags(argv) == ["-cd", "/my/conf", "--config-name=train"]
+    assert invocation.config_flags(argv) == ["-cd", "/my/conf", "--config-name=train"]
 
 
 @pytest.fixture
@@ -163,9 +163,9 @@ def hydra_job(tmp_path: Path) -> Iterator[DictConfig]:
 def test_child_processes_rerun_exactly_this_job(
     hydra_job: DictConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_invocation", [])
+    monkeypatch.setattr(invocation, "_invocation", [])
     assert hydra_job_command() is None  # not started by divrec's CLI: Lightning's own launcher command is used
-    monkeypatch.setattr(cli, "_invocation", ["train", "-cd", "/my/conf"])
+    monkeypatch.setattr(invocation, "_invocation", ["train", "-cd", "/my/conf"])
     command = hydra_job_command()
     assert command is not None
     assert command[:6] == [sys.executable, "-m", "divrec", "train", "-cd", "/my/conf"]
@@ -179,7 +179,7 @@ def test_child_processes_rerun_exactly_this_job(
 def test_lightning_script_launcher_is_refused_under_hydra(
     hydra_job: DictConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_invocation", ["train"])
+    monkeypatch.setattr(invocation, "_invocation", ["train"])
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
     with pytest.raises(UserError, match="trainer=ddp_cpu"):
         check_launcher(trainer)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from divrec import names
 from divrec.errors import UserError
+from divrec.invocation import record
 from divrec.sweep import error_line, write_status
 
 log = logging.getLogger(__name__)
@@ -34,27 +35,6 @@ def config_dir() -> Path:
         if (candidate / "train.yaml").is_file():
             return candidate
     raise FileNotFoundError(f"divrec's conf/ folder not found next to {here}; reinstall divrec")
-
-
-# Hydra's flags that choose config folders/files; DDP children get them again (see ``relaunch_command``).
-CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
-_invocation: list[str] = []  # the divrec command and its config flags, recorded by ``main``
-
-
-def relaunch_command() -> list[str] | None:
-    """How to start this divrec command again in a new process (same config folders; the caller adds overrides);
-    None when this process was not started by ``main`` (e.g. ``divrec.pipeline`` called from another Hydra app)."""
-    return [sys.executable, "-m", "divrec", *_invocation] if _invocation else None
-
-
-def _config_flags(argv: list[str]) -> list[str]:
-    flags: list[str] = []
-    for i, arg in enumerate(argv):
-        if arg in CONFIG_FLAGS and i + 1 < len(argv):
-            flags += [arg, argv[i + 1]]
-        elif arg.startswith(tuple(f"{flag}=" for flag in CONFIG_FLAGS)):
-            flags.append(arg)
-    return flags
 
 
 def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
@@ -136,7 +116,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == command:
         sys.argv.pop(1)
     sys.argv[0] = f"divrec {command}"
-    _invocation[:] = [command, *_config_flags(sys.argv[1:])]
+    record(command, sys.argv[1:])
     runner = _reporting_user_errors(RUNNERS[command])
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(runner)()
 

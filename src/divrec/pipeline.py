@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from lightning_fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -26,50 +25,63 @@ from divrec.inspection.hparams import flat_hparams, log_hparams
 from divrec.lit.module import SeqRecModule
 from divrec.lit.strategies import check_launcher
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
-from divrec.models.backbone import BackboneConfig, ModelConfigError, TransformerBackbone
+from divrec.models import ModelConfigError, ModelSpec, SequenceEncoder, check_model_config
 from divrec.models.warmstart import save_backbone, warm_start
 from divrec.report import metrics_table, write_config, write_metrics, write_per_user
 from divrec.rerank import Reranker
+from divrec.tasks import Objective
 from divrec.tasks.finetune import FineTune
 
 log = logging.getLogger(__name__)
 
 
-def check_model_config(model_cfg: DictConfig) -> BackboneConfig:
-    """Reject an impossible model (unknown key, bad shape) before any data is loaded."""
-    fields = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items() if not k.startswith("_")}
-    unknown = set(fields) - set(BackboneConfig.__dataclass_fields__)
-    if unknown:
+def check_config(cfg: DictConfig) -> tuple[Objective, ModelSpec]:
+    """Everything that can be refused from the config alone, before any data is loaded: the model against its own
+    class's config, the objective against what the model serves, the inspection callbacks against the model."""
+    spec = check_model_config(cfg.model)
+    task: Objective = instantiate(cfg.task)
+    task.check_backbone(spec)
+    maps = OmegaConf.select(cfg, "callbacks.attention_maps.users", default=None)
+    if isinstance(maps, int) and maps > 0 and not spec.attention_maps:
         raise ModelConfigError(
-            f"invalid model config: unknown key(s) {sorted(unknown)}; valid keys are "
-            f"{sorted(BackboneConfig.__dataclass_fields__)} (see conf/model/)"
+            f"callbacks.attention_maps.users={maps}: {spec.name} has no attention maps; set "
+            "callbacks.attention_maps.users=auto (explanations only) or 0, or use an attention model (model=sasrec)"
         )
-    return BackboneConfig(**fields)
+    return task, spec
 
 
 def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
-    """Instantiate the datamodule (loading the data) and the LightningModule from the config."""
-    task = instantiate(cfg.task)
-    task.check_backbone(check_model_config(cfg.model).causal)  # before any data is loaded
+    """The one assembly path of train, eval and recommend: check the config, instantiate the datamodule (loading
+    the data), then the LightningModule (``build_module``)."""
+    task, _ = check_config(cfg)  # before any data is loaded
     datamodule: SeqDataModule = instantiate(cfg.data)
-    backbone = instantiate(cfg.model, n_items=datamodule.n_items)
+    if task.window_stride is not None:  # the objective's training windows (positions=last: every prefix)
+        datamodule.stride = task.window_stride
+    return datamodule, build_module(cfg, datamodule.load(), task=task)
+
+
+def build_module(
+    cfg: DictConfig, data: ProcessedData, task: Objective | None = None, evaluation: bool = True
+) -> SeqRecModule:
+    """The model, objective, optimizer, scheduler, re-ranker and evaluators for ``data``; each gets the dataset
+    facts it needs through ``bind(data)``. ``evaluation=False`` (the feedback loop) leaves out the re-ranker and
+    the diversity evaluators."""
+    task = task if task is not None else check_config(cfg)[0]
+    backbone: SequenceEncoder = instantiate(cfg.model, n_items=data.n_items)
     if cfg.get("compile"):  # torch.compile in place: parameter names (and checkpoints) stay the same
-        backbone.compile()
+        backbone.compile()  # type: ignore[operator]
+    backbone.bind(data)  # side features; a closed-form baseline is fitted here
+    task.bind(backbone, data)  # heads sized by the data (attributes), samplers, freezing (task=finetune)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    data, metrics_cfg = datamodule.load(), cfg.metrics
-    backbone.use_item_attributes(  # side features, when model.item_attribute_fusion is set
-        torch.from_numpy(data.item_category_offsets), torch.from_numpy(data.item_category_ids), len(data.category_names)
-    )
-    backbone.use_user_features(data.user_features, data.user_feature_vocab)  # when model.user_features is set
-    task.bind(backbone, data)  # heads sized by the data (attributes), freezing (task=finetune)
+    metrics_cfg = cfg.metrics
     module = SeqRecModule(
         backbone=backbone, task=task, optimizer=instantiate(cfg.optim), scheduler=scheduler, ks=list(metrics_cfg.ks),
-        reranker=build_reranker(cfg, data), rerank_candidates=metrics_cfg.rerank_candidates,
-        diversity=build_diversity(metrics_cfg, data, backbone) if metrics_cfg.diversity else None,
+        reranker=build_reranker(cfg, data) if evaluation else None, rerank_candidates=metrics_cfg.rerank_candidates,
+        diversity=build_diversity(metrics_cfg, data, backbone) if evaluation and metrics_cfg.diversity else None,
         diversity_during_fit=metrics_cfg.diversity_during_fit, eval_chunk_size=metrics_cfg.get("eval_chunk_size"),
     )
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
-    return datamodule, module
+    return module
 
 
 def build_reranker(cfg: DictConfig, data: ProcessedData) -> Reranker | None:
@@ -79,10 +91,12 @@ def build_reranker(cfg: DictConfig, data: ProcessedData) -> Reranker | None:
     categories = None
     if len(data.item_category_ids):
         categories = categories_multi_hot(data.item_category_offsets, data.item_category_ids, len(data.category_names))
-    return instantiate(cfg.rerank, item_categories=categories)
+    reranker: Reranker = instantiate(cfg.rerank, item_categories=categories)
+    reranker.bind(data)
+    return reranker
 
 
-def build_diversity(metrics_cfg: DictConfig, data: ProcessedData, backbone: TransformerBackbone) -> dict[str, Any]:
+def build_diversity(metrics_cfg: DictConfig, data: ProcessedData, backbone: SequenceEncoder) -> dict[str, Any]:
     """Beyond-accuracy evaluators for val and test; embedding ILD reads the model's live item table."""
     options = {"head_share": metrics_cfg.tail_head_share, "alpha": metrics_cfg.calibration_alpha}
     return {
@@ -146,13 +160,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, module = build(cfg)
     init_counts = init_backbone(cfg, datamodule, module)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    train_time = time.perf_counter() - start
-    best = _best_checkpoint(trainer)
+    if module.backbone.trainable:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        train_time, best = time.perf_counter() - start, _best_checkpoint(trainer)
+    else:  # a closed-form baseline, fitted by bind(data) inside build: no gradient epochs
+        train_time, best = float(getattr(module.backbone, "fit_seconds", 0.0)), None
     metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
     metrics |= _stage_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
     metrics |= {names.TRAIN_TIME: round(train_time, 3), names.EPOCHS: trainer.current_epoch, "seed": cfg.seed}
-    if trainer.is_global_zero:  # the evaluated (best) weights, for init_from= of a later run
+    if not module.backbone.trainable:  # the same checkpoints/best.ckpt as a trained run (config + fitted state)
+        trainer.save_checkpoint(output_dir / "checkpoints" / "best.ckpt")
+    elif trainer.is_global_zero:  # the evaluated (best) weights, for init_from= of a later run
         save_backbone(output_dir / names.BACKBONE_FILE, module.backbone, datamodule.load().item_raw_ids.tolist())
     return finish(cfg, trainer, metrics | init_counts, output_dir)
 

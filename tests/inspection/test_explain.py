@@ -43,7 +43,7 @@ def finite_difference(module: SeqRecModule, history: torch.Tensor, item: int, po
             out[:, position] *= scale
             return out
 
-        handle = module.backbone.item_emb.register_forward_hook(hook)
+        handle = module.backbone.tower.item_emb.register_forward_hook(hook)
         try:
             return float(module.scores(history)[0, item])
         finally:

@@ -13,7 +13,7 @@ from runhelpers import TINY_TRAIN, Run, compose_config, run_paths
 from tbreader import events
 from tensorboard.util import tensor_util
 
-from divrec.inspection.callbacks import ATTENTION, EMBEDDINGS, EXPLAIN
+from divrec.inspection.callbacks import ATTENTION, EMBEDDINGS, EXPLAIN, AttentionMaps
 from divrec.pipeline import train
 
 
@@ -26,7 +26,7 @@ def test_attention_images_for_each_fixed_user_and_layer(tiny_run: Run) -> None:
     cfg = compose_config("train", tiny_run.overrides)
     found = images(tiny_run.run_dir)
     users = {tag.split("/")[1] for tag in found}
-    assert len(users) == cfg.callbacks.attention_maps.users
+    assert len(users) == AttentionMaps.AUTO_USERS  # users: auto
     assert set(found) == {f"{ATTENTION}/{u}/layer_{layer}" for u in users for layer in range(cfg.model.n_layers)}
     for series in found.values():
         assert len(series) == 1  # only for the reported model (every_n_epochs=0)
@@ -39,7 +39,7 @@ def test_explanation_tables_for_each_fixed_user(tiny_run: Run) -> None:
     cfg = compose_config("train", tiny_run.overrides)
     run = events(tiny_run.run_dir)
     tags = [t for t in run.Tags()["tensors"] if t.startswith(f"{EXPLAIN}/")]
-    assert len(tags) == cfg.callbacks.attention_maps.users
+    assert len(tags) == AttentionMaps.AUTO_USERS  # users: auto
     for tag in tags:
         text = tensor_util.make_ndarray(run.Tensors(tag)[0].tensor_proto).item().decode()
         rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
@@ -61,7 +61,7 @@ def test_projector_holds_the_best_models_item_embeddings_with_labels(tiny_run: R
     assert counts == sorted(counts, reverse=True)  # most frequent training items first
     assert all(line.split("\t")[2].startswith("c") for line in metadata[1:])  # synthetic categories c0, c1, ...
     best = torch.load(tiny_run.run_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
-    table = best["backbone.item_emb.weight"].numpy()
+    table = best["backbone.tower.item_emb.weight"].numpy()
     rows = [np.flatnonzero(np.all(np.isclose(table, v, atol=1e-4), axis=1)) for v in vectors]
     assert all(len(r) == 1 and r[0] >= 1 for r in rows)  # real items of the best checkpoint, each once
     assert len({int(r[0]) for r in rows}) == len(rows)

@@ -46,7 +46,7 @@ def test_scores_cover_padding_and_items_with_tied_embeddings() -> None:
     h = model(torch.tensor([[1, 2, 3]]))[:, -1]
     scores = model.score(h)
     assert scores.shape == (1, 31)
-    torch.testing.assert_close(scores[0, 5], h[0] @ model.item_emb.weight[5])
+    torch.testing.assert_close(scores[0, 5], h[0] @ model.tower.item_emb.weight[5])
 
 
 def test_invalid_shapes_are_rejected_with_a_clear_message() -> None:

@@ -60,14 +60,14 @@ def test_inputs_match_the_documented_formulas() -> None:
     root_d, pos = 8**0.5, torch.arange(4, -1, -1)  # positions count back from the newest item
     model = backbone("add")
     u = model.user_side(USERS)  # (3, D)
-    plain = model.item_emb(ITEMS) * root_d + model.pos_emb(pos)  # (3, 5, D)
+    plain = model.tower.item_emb(ITEMS) * root_d + model.pos_emb(pos)  # (3, 5, D)
     expected = model.emb_norm(plain + u[:, None, :] * (ITEMS != 0)[..., None])
     torch.testing.assert_close(model.embed(ITEMS, USERS), expected)
     token = backbone("token")
     u = token.user_side(USERS)
     x = token.embed(ITEMS, USERS)  # (3, 6, D)
     torch.testing.assert_close(x[:, 0], token.emb_norm(u))
-    torch.testing.assert_close(x[:, 1:], token.emb_norm(token.item_emb(ITEMS) * root_d + token.pos_emb(pos)))
+    torch.testing.assert_close(x[:, 1:], token.emb_norm(token.tower.item_emb(ITEMS) * root_d + token.pos_emb(pos)))
 
 
 @pytest.mark.parametrize("mode", ["add", "token"])

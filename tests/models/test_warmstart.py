@@ -59,10 +59,10 @@ def test_vocabulary_mapping_on_a_constructed_case() -> None:
 
 def test_warm_start_copies_the_rows_of_shared_items_only(tmp_path: Path) -> None:
     source, target = backbone(4, seed=0), backbone(5, seed=1)
-    before = target.item_emb.weight.detach().clone()
+    before = target.tower.item_emb.weight.detach().clone()
     path = save_backbone(tmp_path / "backbone.pt", source, ["", "a", "b", "c", "d"])
     match = warm_start(target, path, ["", "c", "x", "a", "y", "b"])
-    table, saved = target.item_emb.weight.detach(), source.item_emb.weight.detach()
+    table, saved = target.tower.item_emb.weight.detach(), source.tower.item_emb.weight.detach()
     for dst, src in ((1, 3), (3, 1), (5, 2)):
         assert torch.equal(table[dst], saved[src])
     for fresh in (2, 4):  # items new to the checkpoint keep their own initialisation

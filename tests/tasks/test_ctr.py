@@ -36,7 +36,7 @@ def test_loss_without_sampled_negatives_is_bce_on_rating_labels() -> None:
         hidden = model(row[None, :-1])[0]
         for t in range(6):
             if row[t] != 0 and row[t + 1] != 0:
-                logit = hidden[t] @ model.item_emb.weight[row[t + 1]] + 0.3
+                logit = hidden[t] @ model.tower.item_emb.weight[row[t + 1]] + 0.3
                 label = torch.tensor(float(ratings[t + 1] >= 4))
                 terms.append(F.binary_cross_entropy_with_logits(logit, label))
     assert len(terms) == 9
@@ -66,7 +66,7 @@ def test_evaluation_pairs_label_the_target_by_rating_and_never_sample_seen_items
     again, _ = task.pointwise(model, batch)
     torch.testing.assert_close(logits, again)  # the same pairs every evaluation
     query = task.query(model, batch[names.HISTORY])
-    torch.testing.assert_close(logits[:2], (query * model.item_emb(batch[names.TARGET])).sum(-1) + task.bias)
+    torch.testing.assert_close(logits[:2], (query * model.tower.item_emb(batch[names.TARGET])).sum(-1) + task.bias)
 
 
 def test_a_dataset_without_ratings_is_a_clear_error() -> None:

@@ -45,7 +45,7 @@ def test_frozen_weights_are_bit_identical_after_optimizer_steps_and_the_rest_cha
         model.training_step({names.ITEMS: WINDOWS}, 0).backward()
         optimizer.step()
     after = snapshot(model)
-    frozen = [k for k in before if k.startswith(("item_emb", "pos_emb", "emb_norm", "blocks.0."))]
+    frozen = [k for k in before if k.startswith(("tower.item_emb", "pos_emb", "emb_norm", "blocks.0."))]
     trained = [k for k in before if k not in frozen]
     assert len(frozen) == 2 + 2 + len([k for k in before if k.startswith("blocks.0.")])
     for key in frozen:
@@ -71,7 +71,7 @@ def test_layer_wise_learning_rate_decay_scales_each_layer() -> None:
     optimizer = model.configure_optimizers()
     backbone = model.backbone
     lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
-    assert lr_of[id(backbone.item_emb.weight)] == pytest.approx(0.01 * 0.5**3)  # layer 0 of 0..3
+    assert lr_of[id(backbone.tower.item_emb.weight)] == pytest.approx(0.01 * 0.5**3)  # layer 0 of 0..3
     assert lr_of[id(backbone.pos_emb.weight)] == pytest.approx(0.01 * 0.5**3)
     assert lr_of[id(backbone.blocks[0].attn.qkv.weight)] == pytest.approx(0.01 * 0.5**2)
     assert lr_of[id(backbone.blocks[1].ffn[0].weight)] == pytest.approx(0.01 * 0.5)

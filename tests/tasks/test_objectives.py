@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from divrec import names
-from divrec.models import ModelConfigError, TransformerBackbone
+from divrec.models import ModelConfigError, ModelSpec, TransformerBackbone
 from divrec.tasks import Cloze, NextItemBCE, NextItemCE, NextItemSampledSoftmax
 
 
@@ -35,7 +35,7 @@ def test_sampled_objectives_give_finite_gradients(objective) -> None:
     model = backbone()
     loss = objective.loss(model, {names.ITEMS: WINDOWS})[names.LOSS]
     loss.backward()
-    assert torch.isfinite(loss) and model.item_emb.weight.grad is not None
+    assert torch.isfinite(loss) and model.tower.item_emb.weight.grad is not None
 
 
 def test_cloze_masks_at_least_one_item_and_queries_with_a_mask_token() -> None:
@@ -47,9 +47,20 @@ def test_cloze_masks_at_least_one_item_and_queries_with_a_mask_token() -> None:
     torch.testing.assert_close(q, model(torch.tensor([[2, 3, model.mask_token]]))[:, -1])
 
 
+def spec(causal: bool, mask_token: bool = True, trainable: bool = True) -> ModelSpec:
+    return ModelSpec("M", causal=causal, mask_token=mask_token, attention_maps=False, trainable=trainable)
+
+
 def test_objective_rejects_the_wrong_attention_kind() -> None:
     with pytest.raises(ModelConfigError, match="bidirectional"):
-        Cloze().check_backbone(causal=True)
+        Cloze().check_backbone(spec(causal=True))
     with pytest.raises(ModelConfigError, match="causal"):
-        NextItemCE().check_backbone(causal=False)
-    Cloze().check_backbone(causal=False)
+        NextItemCE().check_backbone(spec(causal=False))
+    Cloze().check_backbone(spec(causal=False))
+
+
+def test_objective_rejects_a_model_without_mask_token_or_a_closed_form_model() -> None:
+    with pytest.raises(ModelConfigError, match=r"\[MASK\] token"):
+        Cloze().check_backbone(spec(causal=False, mask_token=False))
+    with pytest.raises(ModelConfigError, match="task=fitted"):
+        NextItemCE().check_backbone(spec(causal=True, trainable=False))

@@ -220,7 +220,7 @@ def test_attribute_head_scores_the_multi_hot_labels(synthetic, tmp_path: Path) -
     aap = AssociatedAttributePrediction()
     aap.bind(backbone, data)
     items = torch.tensor([1, 2, 3])
-    x = backbone.item_emb(items)
+    x = backbone.tower.item_emb(items)
     expected = F.binary_cross_entropy_with_logits(aap.head(x), aap.item_attributes[items].float())
     torch.testing.assert_close(aap.attribute_loss(x, items), expected)
     assert aap.item_attributes[1 : data.n_items + 1].sum(dim=1).eq(1).all()  # synthetic: one category per item

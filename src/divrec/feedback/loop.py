@@ -32,7 +32,7 @@ from divrec.feedback.report import FeedbackRow, write_report
 from divrec.feedback.rounds import cutoffs, known_before, times_of, window_targets
 from divrec.feedback.strategies import UpdateStrategy
 from divrec.lit.module import SeqRecModule
-from divrec.pipeline import check_model_config, load_checkpoint
+from divrec.pipeline import build_module, check_config, load_checkpoint
 from divrec.report import write_config
 
 log = logging.getLogger(__name__)
@@ -70,29 +70,25 @@ class FeedbackRunner:
         self.run_config = OmegaConf.to_container(cfg, resolve=True)
         self.progress: bool = cfg.feedback.get("progress_bars", True)  # a bar per training run
 
-    def new_model(self) -> SeqRecModule:
-        cfg = self.cfg
-        scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-        backbone, task = instantiate(cfg.model, n_items=self.seqs.n_items), instantiate(cfg.task)
-        offsets, ids, category_names = self.categories
-        backbone.use_item_attributes(torch.from_numpy(offsets), torch.from_numpy(ids), len(category_names))
-        backbone.use_user_features(*self.users)
-        task.bind(backbone, self._processed(_no_csr(self.seqs.n_users), _no_rows()))  # as pipeline.build does
-        module = SeqRecModule(
-            backbone=backbone,
-            task=task,
-            optimizer=instantiate(cfg.optim),
-            scheduler=scheduler,
-            ks=list(cfg.metrics.ks),
-        )
+    def new_model(self, train: tuple[np.ndarray, np.ndarray] | None = None) -> SeqRecModule:
+        """A fresh module through the pipeline's one assembly path; ``train`` (CSR sequences) is what a model
+        fitted in ``bind`` (a closed-form baseline) sees, default none."""
+        train = train if train is not None else _no_csr(self.seqs.n_users)
+        module = build_module(self.cfg, self._processed(train, _no_rows()), evaluation=False)
         module.run_config = self.run_config
         return module
 
     def fit(self, module: SeqRecModule, train: tuple[np.ndarray, np.ndarray], epochs: int) -> None:
         """``epochs`` epochs on the CSR training sequences ``train`` (no validation: the window is the test)."""
+        if not module.backbone.trainable:  # a closed-form baseline: fitted by bind on these sequences
+            module.backbone.bind(self._processed(train, _no_rows()))
+            return
         pl.seed_everything(self.cfg.seed, workers=True)
         trainer = self._trainer(max_epochs=epochs, limit_val_batches=0, enable_progress_bar=self.progress)
-        trainer.fit(module, datamodule=self._datamodule(train, _no_rows()))
+        datamodule = self._datamodule(train, _no_rows())
+        if module.task.window_stride is not None:  # as pipeline.build: the objective's training windows
+            datamodule.stride = module.task.window_stride
+        trainer.fit(module, datamodule=datamodule)
 
     def evaluate(self, module: SeqRecModule, split: EvalSplit) -> dict[str, float]:
         trainer = self._trainer()
@@ -171,8 +167,7 @@ def run_feedback(cfg: DictConfig) -> dict[str, float]:
     """The whole loop; writes the table, plot, TensorBoard curves and metrics.json into the run folder."""
     output_dir = Path(cfg.paths.output_dir)
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)  # one trainer per step
-    check_model_config(cfg.model)
-    instantiate(cfg.task).check_backbone(cfg.model.causal)  # before any data is loaded
+    check_config(cfg)  # before any data is loaded
     seqs, categories, users = load_sequences(cfg.data)
     loop = cfg.feedback
     cuts = cutoffs(times_of(seqs), loop.start_quantile, loop.n_windows)

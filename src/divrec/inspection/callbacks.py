@@ -22,6 +22,7 @@ from divrec.inspection.explain import explain
 from divrec.inspection.figures import attention_image, explanation_markdown
 from divrec.lit.module import SeqRecModule
 from divrec.metrics.ranking import mask_seen, top_k
+from divrec.models import AttentionMapper
 
 log = logging.getLogger(__name__)
 ATTENTION, EXPLAIN, EMBEDDINGS = "attention", "explain", "item_embeddings"  # TensorBoard tag prefixes
@@ -67,16 +68,36 @@ class AttentionMaps(pl.Callback):
     of their top-``k`` recommendations with the ``because`` history items that weighted each most
     (``divrec.inspection.explain``)."""
 
-    def __init__(self, users: int = 4, k: int = 10, because: int = 3, every_n_epochs: int = 0) -> None:
+    AUTO_USERS = 4  # users: auto → this many for models with attention maps; explanations only for the others
+
+    def __init__(self, users: int | str = "auto", k: int = 10, because: int = 3, every_n_epochs: int = 0) -> None:
+        if users != "auto" and (not isinstance(users, int) or users < 0):
+            raise ValueError(f"callbacks.attention_maps.users={users!r} must be auto or an integer >= 0")
         self.users, self.k, self.because, self.every_n_epochs = users, k, because, every_n_epochs
+        self.skipped = False  # the one log line for a model without attention maps / item embeddings
+
+    def n_users(self, backbone: object) -> int:
+        """How many users to inspect for this model: ``auto`` = 4, 0 for models with nothing to show."""
+        n = self.AUTO_USERS if self.users == "auto" else int(self.users)
+        if n and getattr(backbone, "tower", None) is None:  # closed-form baseline: no embeddings to attribute
+            if not self.skipped:
+                log.info("%s has no learned item embeddings: attention maps and explanations skipped",
+                         type(backbone).__name__)
+            self.skipped = True
+            return 0
+        return n
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = tensorboard(trainer)
-        if self.users <= 0 or writer is None or not _reporting(trainer, self.every_n_epochs):
+        if writer is None or not _reporting(trainer, self.every_n_epochs):
             return
         assert isinstance(pl_module, SeqRecModule)
+        n_users = self.n_users(pl_module.backbone)
+        if n_users <= 0:
+            return
         data = trainer.datamodule.load()  # type: ignore[attr-defined]
-        rows = spread_user_rows(data.val, self.users)
+        rows = spread_user_rows(data.val, n_users)
+        mapper = pl_module.backbone if isinstance(pl_module.backbone, AttentionMapper) else None
         history = self.histories(data, rows, trainer.datamodule.max_len).to(pl_module.device)  # type: ignore[attr-defined]
         labels, step = item_labels(data), trainer.global_step
         users = torch.from_numpy(data.val.users[rows].astype(np.int64)).to(pl_module.device)  # (U,)
@@ -84,9 +105,9 @@ class AttentionMaps(pl.Callback):
         for row, user_history, inputs, index in zip(rows, history, model_inputs, users[:, None], strict=True):
             user = data.user_raw_ids[data.val.users[row]]
             real = inputs != 0  # left padding → a suffix of real positions
-            maps = [
+            maps = [  # models without attention (recurrent, filters): explanations only
                 m[0][:, real][:, :, real].float().cpu().numpy()
-                for m in pl_module.backbone.attention_maps(inputs[None], index)
+                for m in (mapper.attention_maps(inputs[None], index) if mapper is not None else [])
             ]
             shown = labels[inputs[real].cpu().numpy()]
             for layer, weights in enumerate(maps):
@@ -150,6 +171,9 @@ class EmbeddingProjector(pl.Callback):
         if self.done or self.max_items <= 0 or writer is None or not _reporting(trainer):
             return
         assert isinstance(pl_module, SeqRecModule)
+        if pl_module.backbone.tower is None:  # a closed-form baseline: no learned item embeddings
+            self.done = True
+            return
         data = trainer.datamodule.load()  # type: ignore[attr-defined]
         counts = np.bincount(data.train_items, minlength=data.n_items + 1)[1:]  # items 1..n_items
         ids = np.argsort(-counts, kind="stable")[: self.max_items] + 1

@@ -23,6 +23,7 @@ from torch import Tensor
 from divrec import names
 from divrec.data.types import ProcessedData
 from divrec.lit.module import SeqRecModule
+from divrec.models import ModelConfigError
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,10 @@ def attributions(
     read (B, L') and the gradient × input attribution of each recommended item's score to each of those positions
     (B, k, L')."""
     captured: list[Tensor] = []
-    hook = module.backbone.item_emb.register_forward_hook(lambda m, args, out: captured.extend([args[0], out]))
+    if module.backbone.tower is None:
+        raise ModelConfigError(f"{type(module.backbone).__name__} has no learned item embeddings to attribute "
+                               "scores to; explanations need a learned model (e.g. model=sasrec)")
+    hook = module.backbone.tower.item_emb.register_forward_hook(lambda m, args, out: captured.extend([args[0], out]))
     was_training = module.training
     module.eval()
     try:
@@ -68,7 +72,7 @@ def explain(
 ) -> Explanation:
     """The ``top`` history items with the largest attribution share for each recommended item (see module doc)."""
     ids, attr = attributions(module, history, recommended, users)  # (B, L'), (B, k, L')
-    real = (ids != 0) & (ids != module.backbone.mask_token)  # (B, L') padding and [MASK] explain nothing
+    real = (ids != 0) & (ids != module.backbone.n_items + 1)  # (B, L') padding and [MASK] explain nothing
     attr = attr * real[:, None, :]
     same = (ids[:, :, None] == ids[:, None, :]) & real[:, :, None]  # (B, L', L') positions of one item
     per_item = attr @ same.to(attr.dtype)  # (B, k, L') each position carries its item's total

@@ -18,7 +18,7 @@ from torch import Tensor
 from divrec import names
 from divrec.metrics import DiversityEvaluator, RankingEvaluator, chunked_ranking, mask_scores, target_ranks, top_k
 from divrec.metrics.pointwise import PointwiseEvaluator
-from divrec.models import TransformerBackbone
+from divrec.models import SequenceEncoder
 from divrec.rerank import RerankContext, Reranker, list_ranks, rerank_candidates, rerank_lists
 from divrec.tasks import Objective
 
@@ -29,7 +29,7 @@ SchedulerFactory = Callable[..., Any]
 class SeqRecModule(pl.LightningModule):
     def __init__(
         self,
-        backbone: TransformerBackbone,
+        backbone: SequenceEncoder,
         task: Objective,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
@@ -46,7 +46,7 @@ class SeqRecModule(pl.LightningModule):
         (None = one score matrix per batch) ranks the catalog that many items at a time with the same results
         (``divrec.metrics.chunked``), so evaluation memory does not grow with batch x catalog."""
         super().__init__()
-        task.check_backbone(backbone.cfg.causal)
+        task.check_backbone(backbone.spec())
         self.backbone, self.task = backbone, task
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.reranker, self.rerank_candidates = reranker, rerank_candidates

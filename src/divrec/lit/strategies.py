@@ -29,6 +29,7 @@ from pytorch_lightning.strategies.launchers.subprocess_script import (
 from pytorch_lightning.utilities import rank_zero_only
 
 from divrec.errors import UserError
+from divrec.invocation import relaunch_command
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ def hydra_job_command() -> list[str] | None:
     mode, writing into the same output folder without rewriting ``.hydra/``; None outside divrec's CLI."""
     from hydra.core.hydra_config import HydraConfig
 
-    from divrec.cli import relaunch_command
 
     relaunch = relaunch_command()
     if relaunch is None:
@@ -152,7 +152,6 @@ def is_process_zero() -> bool:
 def check_launcher(trainer: pl.Trainer) -> None:
     """Refuse Lightning's own script launcher inside a job of divrec's CLI: it would re-run the command line."""
     launcher = getattr(trainer.strategy, "_launcher", None)
-    from divrec.cli import relaunch_command
 
     if type(launcher) is _SubprocessScriptLauncher and _hydra_running() and relaunch_command() is not None:
         raise UserError(

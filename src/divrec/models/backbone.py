@@ -1,4 +1,5 @@
 """The Transformer sequence encoder: item + positional embeddings, N self-attention blocks, tied item scores.
+[New model? Read src/divrec/models/ADDING_A_MODEL.md first.]
 
 One plain ``nn.Module`` serves SASRec (causal attention) and BERT4Rec (bidirectional attention + a mask token).
 Sequences are LEFT-padded with item id 0, and positions count back from the most recent item (the newest item has
@@ -11,49 +12,35 @@ user features added to every position or prepended as a user token (``user_featu
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from divrec.errors import UserError
-from divrec.models.side import FUSIONS, ItemAttributeFusion
-from divrec.models.user_side import USER_FEATURE_MODES, UserFeatureEmbedding, select_features
+from divrec.models.contract import ModelConfigError
+from divrec.models.encoder import ACTIVATIONS, Encoder, EncoderConfig, fail
+from divrec.models.user_side import USER_FEATURE_MODES
 
-log = logging.getLogger(__name__)
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
-
-
-class ModelConfigError(UserError):
-    """An impossible model shape, raised before any data is loaded or any step is trained."""
+__all__ = ["ACTIVATIONS", "BackboneConfig", "ModelConfigError", "TransformerBackbone"]
 
 
 @dataclass(frozen=True)
-class BackboneConfig:
-    max_len: int = 50  # longest history the model reads; sets the positional table's size
-    hidden_size: int = 64  # D: embedding and residual width
+class BackboneConfig(EncoderConfig):
     n_heads: int = 2  # attention heads; hidden_size must divide evenly among them
     n_layers: int = 2  # Transformer blocks
     ffn_size: int = 256  # inner width of each block's feed-forward network
     activation: str = "gelu"  # feed-forward non-linearity: gelu | relu | silu
-    dropout: float = 0.2  # on embeddings, residual branches and the FFN
     attn_dropout: float = 0.2  # on attention weights
     norm_first: bool = True  # pre-LayerNorm (stable, usual today) or post-LayerNorm (original Transformer)
     causal: bool = True  # SASRec: each position sees only the past; BERT4Rec: False (bidirectional)
-    item_attribute_fusion: str | None = None  # item side features: null (off) | sum | concat | gate (models/side.py)
-    user_features: str | None = None  # user side features: null (off) | add | token (models/user_side.py)
-    user_feature_names: Sequence[str] | None = None  # which user features; null = every one the dataset has
+
+    USER_MODES: ClassVar[tuple[str, ...]] = USER_FEATURE_MODES  # add | token
 
     def __post_init__(self) -> None:
-        def fail(msg: str) -> None:
-            raise ModelConfigError(f"invalid model config: {msg}")
-
-        for name in ("max_len", "hidden_size", "n_heads", "n_layers", "ffn_size"):
+        super().__post_init__()
+        for name in ("n_heads", "n_layers", "ffn_size"):
             if int(getattr(self, name)) < 1:
                 fail(f"model.{name}={getattr(self, name)} must be >= 1")
         if self.hidden_size % self.n_heads:
@@ -62,19 +49,10 @@ class BackboneConfig:
                 f"choose n_heads among {[h for h in range(1, self.hidden_size + 1) if self.hidden_size % h == 0][:8]}"
                 " or change hidden_size"
             )
-        if self.item_attribute_fusion is not None and self.item_attribute_fusion not in FUSIONS:
-            fail(f"model.item_attribute_fusion={self.item_attribute_fusion!r} is not null or one of {list(FUSIONS)}")
-        if self.user_features is not None and self.user_features not in USER_FEATURE_MODES:
-            fail(f"model.user_features={self.user_features!r} is not null or one of {list(USER_FEATURE_MODES)}")
-        if self.user_feature_names is not None:  # a Hydra ListConfig → a plain tuple (checkpoint-safe, hashable)
-            object.__setattr__(self, "user_feature_names", tuple(str(n) for n in self.user_feature_names))
-            if not self.user_feature_names:
-                fail("model.user_feature_names=[] selects no feature; list some or set it to null (all features)")
         if self.activation not in ACTIVATIONS:
             fail(f"model.activation={self.activation!r} is not one of {sorted(ACTIVATIONS)}")
-        for name in ("dropout", "attn_dropout"):
-            if not 0.0 <= float(getattr(self, name)) < 1.0:
-                fail(f"model.{name}={getattr(self, name)} must be in [0, 1)")
+        if not 0.0 <= float(self.attn_dropout) < 1.0:
+            fail(f"model.attn_dropout={self.attn_dropout} must be in [0, 1)")
 
 
 class Dropout(nn.Module):
@@ -150,83 +128,35 @@ class Block(nn.Module):
         return self.ln2(x + self.drop(self.ffn(x)))
 
 
-class TransformerBackbone(nn.Module):
+class TransformerBackbone(Encoder):
     """Item sequence → contextual item representations; scores are dot products with the tied item table.
 
-    Embedding rows: 0 = padding, 1..n_items = items, n_items + 1 = the [MASK] token (used by cloze objectives;
-    always allocated so that every objective shares one vocabulary and checkpoints move between them).
+    Papers: SASRec (Kang & McAuley, ICDM 2018, causal) and BERT4Rec (Sun et al., CIKM 2019, bidirectional + [MASK]).
+    The [MASK] row of the item tower is readable by both (CL4SRec-style masking augments causal models too).
     """
 
+    Config = BackboneConfig
+    MASK_TOKEN = True
+    cfg: BackboneConfig
+
     def __init__(self, n_items: int, **config: object) -> None:
-        super().__init__()
-        self.cfg = cfg = BackboneConfig(**config)  # type: ignore[arg-type]
-        if n_items < 1:
-            raise ModelConfigError(f"invalid model config: n_items={n_items}; the dataset has no items")
-        self.n_items = n_items
-        self.mask_token = n_items + 1
-        self.item_emb = nn.Embedding(n_items + 2, cfg.hidden_size, padding_idx=0)
+        super().__init__(n_items, **config)
+        cfg = self.cfg
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden_size)
         self.emb_norm = nn.LayerNorm(cfg.hidden_size)
         self.emb_drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.hidden_size) if cfg.norm_first else nn.Identity()
-        self.apply(self._init_weights)
-        self.item_side: ItemAttributeFusion | None = None  # created by use_item_attributes when configured
-        self.user_side: UserFeatureEmbedding | None = None  # created by use_user_features when configured
+        for module in (self.pos_emb, self.blocks):
+            module.apply(self.init_weights)
 
-    def use_item_attributes(self, offsets: Tensor, attribute_ids: Tensor, n_attributes: int) -> None:
-        """Give items their attributes (CSR over items 0..n_items, as ``ProcessedData.item_category_*``); with
-        ``item_attribute_fusion`` set they are fused into every item vector, else this does nothing."""
-        if self.cfg.item_attribute_fusion is None:
-            return
-        if n_attributes == 0:
-            raise ModelConfigError(
-                "model.item_attribute_fusion is set but the dataset has no item attributes/categories; "
-                "set model.item_attribute_fusion=null or choose a dataset with attributes"
-            )
-        offsets = torch.cat([offsets.long(), offsets.long()[-1:]])  # + an empty bag for the [MASK] row
-        self.item_side = ItemAttributeFusion(
-            self.cfg.item_attribute_fusion, self.cfg.hidden_size, offsets, attribute_ids, n_attributes
-        )
-
-    def use_user_features(self, codes: Mapping[str, Any], vocab: Mapping[str, Sequence[str]]) -> None:
-        """Give users their features (``ProcessedData.user_features`` / ``user_feature_vocab``: name → (n_users,)
-        codes, name → values); with ``user_features`` set the selected ones are embedded (models/user_side.py),
-        else this does nothing. A dataset without them, or an unknown name, is a ``UserFeatureError``."""
-        mode = self.cfg.user_features
-        if mode is None:
-            if self.cfg.user_feature_names is not None:  # a warning, not an error: sweeps switch the mode on and off
-                log.warning("model.user_feature_names=%s is ignored while model.user_features is null; set "
-                            "model.user_features=add or token to use them", list(self.cfg.user_feature_names))
-            return
-        chosen = select_features(codes, vocab, self.cfg.user_feature_names, mode)
-        self.user_side = UserFeatureEmbedding.from_data(codes, vocab, chosen, self.cfg.hidden_size)
-        self.user_side.to(self.item_emb.weight.device)
+    def embedding_modules(self) -> list[nn.Module]:
+        return [self.tower.item_emb, self.pos_emb, self.emb_norm]
 
     @property
     def n_prefix(self) -> int:
         """Extra positions before the items in the blocks' input: 1 with a user token, else 0."""
         return int(self.user_side is not None and self.cfg.user_features == "token")
-
-    def item_vectors(self) -> Tensor:
-        """(n_items + 2, D) item representations: the embedding table, fused with attributes when configured."""
-        table = self.item_emb.weight
-        return table if self.item_side is None else self.item_side(table)
-
-    def embed_items(self, items: Tensor) -> Tensor:
-        """Item ids of any shape (…) → (…, D) item representations (the rows of ``item_vectors``)."""
-        rows = self.item_emb(items)  # (…, D)
-        return rows if self.item_side is None else self.item_side(rows, items)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.padding_idx is not None:
-                module.weight.data[module.padding_idx].zero_()
 
     def attention_mask(self, items: Tensor) -> Tensor:
         """(B, L) ids → (B, 1, L', L') bool, True = may attend: real keys (causal: only the past) + the diagonal.
@@ -244,22 +174,15 @@ class TransformerBackbone(nn.Module):
     def embed(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """(B, L) left-padded item ids, (B,) user indices (needed with ``user_features``) → (B, L', D) input of the
         first block: item + positional embeddings (+ the user vector, added or as a leading token, L' = L + 1)."""
-        L = items.shape[1]
-        if self.cfg.max_len < L:
-            raise ValueError(f"sequence length {L} exceeds model.max_len={self.cfg.max_len}")
-        pos = torch.arange(L - 1, -1, -1, device=items.device)  # (L,) newest item = position 0
+        self.check_length(items)
+        pos = self.positions(items.shape[1], items.device)  # (L,) newest item = position 0
         x = self.embed_items(items) * self.cfg.hidden_size**0.5 + self.pos_emb(pos)  # (B, L, D)
-        if self.user_side is not None:
-            if users is None:
-                raise ValueError(
-                    f"model.user_features={self.cfg.user_features} needs each sequence's user index: pass users= "
-                    "(batches carry names.USER_INDEX)"
-                )
-            u = self.user_side(users)  # (B, D), unscaled like the position embeddings
-            if self.n_prefix:
-                x = torch.cat([u[:, None, :], x], dim=1)  # (B, L + 1, D): the user token, no position embedding
-            else:
-                x = x + u[:, None, :] * (items != 0)[..., None].to(x.dtype)  # (B, L, D), real positions only
+        if self.n_prefix:
+            u = self.user_vectors(users)  # (B, D), unscaled like the position embeddings
+            assert u is not None
+            x = torch.cat([u[:, None, :], x], dim=1)  # (B, L + 1, D): the user token, no position embedding
+        else:
+            x = self.add_users(x, items, users)  # (B, L, D), real positions only
         return self.emb_drop(self.emb_norm(x))
 
     def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
@@ -282,15 +205,3 @@ class TransformerBackbone(nn.Module):
             maps.append(block.attn.probabilities(block.attention_input(x), mask)[:, :, p:, p:])
             x = block(x, mask)
         return maps
-
-    def item_table(self) -> Tensor:
-        """(V, D) embeddings of the rankable vocabulary: padding (row 0, masked at ranking) and items 1..n_items."""
-        return self.item_vectors()[: self.n_items + 1]
-
-    def score(self, hidden: Tensor) -> Tensor:
-        """(N, D) representations → (N, V) scores over item ids 0..n_items (column 0 = padding, for ranking)."""
-        return hidden @ self.item_table().T
-
-    def item_logits(self, hidden: Tensor) -> Tensor:
-        """(N, D) → (N, n_items) logits over real items 1..n_items (column j = item j + 1), for softmax losses."""
-        return hidden @ self.item_vectors()[1 : self.n_items + 1].T

@@ -19,14 +19,16 @@ import torch
 from torch import Tensor
 
 from divrec.errors import UserError
-from divrec.models.backbone import BackboneConfig, TransformerBackbone
+from divrec.models.contract import SequenceEncoder
+from divrec.models.encoder import LEGACY_PREFIXES
+from divrec.models.tower import ITEM_TABLE
 
 log = logging.getLogger(__name__)
 
 FORMAT = "divrec-backbone/1"
-ITEM_TABLE = "item_emb.weight"  # the only tensor whose first dimension depends on the dataset
 # side features (item attributes, user features): their ids/codes are dataset-specific, never transferred
-SIDE_PREFIXES = ("item_side.", "user_side.")
+SIDE_PREFIXES = ("tower.item_side.", "user_side.")
+LEGACY_MODEL = "TransformerBackbone"  # backbone files written before they named their model class
 SHAPE_FIELDS = ("hidden_size", "n_layers", "ffn_size", "max_len", "norm_first")  # settings that change tensors
 
 
@@ -67,14 +69,15 @@ def match_items(checkpoint_ids: Sequence[str], dataset_ids: Sequence[str]) -> Vo
     return VocabularyMatch(dst=dst, src=src, n_fresh=n_data - len(pairs), n_unused=n_ckpt - len(pairs))
 
 
-def save_backbone(path: str | Path, backbone: TransformerBackbone, item_ids: Sequence[str]) -> Path:
+def save_backbone(path: str | Path, backbone: SequenceEncoder, item_ids: Sequence[str]) -> Path:
     """Write ``backbone``'s weights, config and the raw item ids (index = internal id, ``item_ids[0]`` = padding)
     atomically to ``path``."""
     if len(item_ids) != backbone.n_items + 1:
         raise ValueError(f"{len(item_ids)} item ids for a backbone over {backbone.n_items} items (+ padding)")
     payload = {
         "format": FORMAT,
-        "config": dataclasses.asdict(backbone.cfg),
+        "model": type(backbone).__name__,
+        "config": dataclasses.asdict(backbone.cfg),  # type: ignore[attr-defined]
         "n_items": backbone.n_items,
         "item_ids": [str(raw) for raw in item_ids],
         "state_dict": {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()},
@@ -99,6 +102,9 @@ def read_backbone(path: str | Path) -> dict[str, Any]:
         raise WarmStartError(f"cannot read backbone checkpoint {path} ({reason}); {hint}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WarmStartError(f"{path} is not a divrec backbone file (format {FORMAT}); {hint}")
+    state = payload["state_dict"]
+    for key in [k for k in state if k.startswith(LEGACY_PREFIXES)]:  # written before the item tower
+        state["tower." + key] = state.pop(key)
     return payload
 
 
@@ -106,21 +112,27 @@ def _transferable(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v for k, v in state.items() if not k.startswith(SIDE_PREFIXES)}
 
 
-def side_modules(backbone: TransformerBackbone) -> tuple[str, ...]:
+def side_modules(backbone: SequenceEncoder) -> tuple[str, ...]:
     """Names of ``backbone``'s side-feature modules (left fresh by a warm start)."""
-    return tuple(p.rstrip(".") for p in SIDE_PREFIXES if getattr(backbone, p.rstrip("."), None) is not None)
+    names = {"tower.item_side": backbone.tower.item_side, "user_side": getattr(backbone, "user_side", None)}
+    return tuple(name.split(".")[-1] for name, module in names.items() if module is not None)
 
 
 def _settings(cfg: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={cfg.get(k)}" for k in SHAPE_FIELDS)
+    return ", ".join(f"{k}={cfg[k]}" for k in SHAPE_FIELDS if k in cfg)
 
 
-def check_compatible(backbone: TransformerBackbone, payload: dict[str, Any], path: str | Path) -> None:
+def check_compatible(backbone: SequenceEncoder, payload: dict[str, Any], path: str | Path) -> None:
     """Raise ``WarmStartError`` naming both shapes when the checkpoint's tensors do not fit ``backbone``."""
+    theirs_model, ours_model = payload.get("model", LEGACY_MODEL), type(backbone).__name__
+    if theirs_model != ours_model:
+        raise WarmStartError(
+            f"backbone checkpoint {path} holds a {theirs_model}, this run builds a {ours_model}; choose the "
+            f"checkpoint's model= (or pretrain a {ours_model})"
+        )
     ours, theirs = _transferable(backbone.state_dict()), _transferable(payload["state_dict"])
-    settings = (
-        f"checkpoint model: {_settings(payload['config'])}; this run: {_settings(dataclasses.asdict(backbone.cfg))}"
-    )
+    mine = dataclasses.asdict(backbone.cfg)  # type: ignore[attr-defined]
+    settings = f"checkpoint model: {_settings(payload['config'])}; this run: {_settings(mine)}"
     fix = "set model.* to the checkpoint's values (or pretrain a backbone of this shape)"
     missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
     if missing or unexpected:
@@ -139,7 +151,7 @@ def check_compatible(backbone: TransformerBackbone, payload: dict[str, Any], pat
 
 
 @torch.no_grad()
-def warm_start(backbone: TransformerBackbone, path: str | Path, item_ids: Sequence[str]) -> VocabularyMatch:
+def warm_start(backbone: SequenceEncoder, path: str | Path, item_ids: Sequence[str]) -> VocabularyMatch:
     """Load a backbone file into ``backbone`` (whose items have raw ids ``item_ids``): every tensor is copied
     except the item table, of which only the rows of items present in both vocabularies (and the [MASK] row) are.
     Returns the vocabulary match; the counts are also logged."""
@@ -150,13 +162,10 @@ def warm_start(backbone: TransformerBackbone, path: str | Path, item_ids: Sequen
         if key != ITEM_TABLE:
             tensor.copy_(theirs[key])
     match = dataclasses.replace(match_items(payload["item_ids"], item_ids), fresh_side=side_modules(backbone))
-    table, source = backbone.item_emb.weight, theirs[ITEM_TABLE]
+    table, source = backbone.tower.item_emb.weight, theirs[ITEM_TABLE]
     table[match.dst] = source[match.src].to(table.dtype)
-    table[backbone.mask_token] = source[int(payload["n_items"]) + 1]
-    different = {
-        k: (v, getattr(backbone.cfg, k))
-        for k, v in payload["config"].items()
-        if k in BackboneConfig.__dataclass_fields__ and v != getattr(backbone.cfg, k)
-    }
+    table[backbone.tower.mask_row] = source[int(payload["n_items"]) + 1]
+    mine = dataclasses.asdict(backbone.cfg)  # type: ignore[attr-defined]
+    different = {k: (v, mine[k]) for k, v in payload["config"].items() if k in mine and v != mine[k]}
     log.info("warm start from %s: %s; settings differing from the checkpoint: %s", path, match.summary(), different)
     return match

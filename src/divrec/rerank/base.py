@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from divrec.data.types import ProcessedData
 from divrec.metrics.ranking import top_k, top_k_scored
 
 _NEG_INF = float("-inf")
@@ -163,6 +164,10 @@ class Reranker(nn.Module):
     def select(self, scores: Tensor, candidates: Tensor, valid: Tensor, k: int, context: RerankContext) -> Tensor:
         """``(B, k)`` int64 positions into the N candidates, best first, -1 for empty slots."""
         raise NotImplementedError
+
+    def bind(self, data: ProcessedData) -> None:
+        """Dataset facts (item popularity, categories, user histories), once the data is loaded and before any
+        list is re-ranked: the same hook name as models, objectives and samplers. Default: nothing."""
 
 
 class NoRerank(Reranker):

@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from divrec import names
 from divrec.data.types import ProcessedData
 from divrec.metrics import categories_multi_hot
-from divrec.models import TransformerBackbone
-from divrec.tasks.base import Objective, TaskConfigError, batch_items, batch_users
+from divrec.models import SequenceEncoder
+from divrec.tasks.base import Objective, TaskConfigError, batch_items, batch_users, require_mask
 from divrec.tasks.cloze import mask_positions
 
 
@@ -49,7 +49,7 @@ class AttributeObjective(Objective):
         self.head: AttributeHead | None = None
         self.register_buffer("item_attributes", torch.zeros(0, 0, dtype=torch.bool), persistent=False)
 
-    def bind(self, backbone: TransformerBackbone, data: ProcessedData) -> None:
+    def bind(self, backbone: SequenceEncoder, data: ProcessedData) -> None:
         n_attributes = len(data.category_names)
         if n_attributes == 0:
             raise TaskConfigError(
@@ -58,7 +58,7 @@ class AttributeObjective(Objective):
             )
         table = categories_multi_hot(data.item_category_offsets, data.item_category_ids, n_attributes)  # (n+1, A)
         self.item_attributes = torch.cat([table, torch.zeros(1, n_attributes, dtype=torch.bool)])  # + [MASK] row
-        self.head = AttributeHead(backbone.cfg.hidden_size, n_attributes)
+        self.head = AttributeHead(backbone.hidden_size, n_attributes)
 
     def attribute_loss(self, x: Tensor, items: Tensor) -> Tensor:
         """BCE of (N, D) representations against the attributes of their (N,) items, over labelled items."""
@@ -77,16 +77,17 @@ class AssociatedAttributePrediction(AttributeObjective):
 
     label = "aap"
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)
         items = items[items != 0]  # (N,)
-        return {names.LOSS: self.attribute_loss(backbone.item_emb(items), items)}
+        return {names.LOSS: self.attribute_loss(backbone.tower.item_emb(items), items)}
 
 
 class MaskedAttributePrediction(AttributeObjective):
     """MAP: mask items as in cloze and predict the masked item's attributes from the hidden state there."""
 
     label = "map"
+    requires_mask_token = True
 
     def __init__(self, mask_prob: float = 0.2) -> None:
         super().__init__()
@@ -94,8 +95,8 @@ class MaskedAttributePrediction(AttributeObjective):
             raise TaskConfigError(f"task mask_prob={mask_prob} must be in (0, 1)")
         self.mask_prob = mask_prob
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)[:, 1:]  # (B, L)
         masked = mask_positions(items, self.mask_prob)
-        hidden = backbone(items.masked_fill(masked, backbone.mask_token), batch_users(batch))[masked]  # (N, D)
+        hidden = backbone(items.masked_fill(masked, require_mask(backbone)), batch_users(batch))[masked]  # (N, D)
         return {names.LOSS: self.attribute_loss(hidden, items[masked])}

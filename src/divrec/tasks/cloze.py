@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from divrec import names
-from divrec.models import TransformerBackbone
-from divrec.tasks.base import Objective, batch_items, batch_users
+from divrec.models import SequenceEncoder
+from divrec.tasks.base import Objective, batch_items, batch_users, require_mask
 from divrec.tasks.next_item import softmax_ce
 
 
@@ -32,6 +32,7 @@ class Cloze(Objective):
     """
 
     requires_causal = False
+    requires_mask_token = True
 
     def __init__(self, mask_prob: float = 0.2, chunk_size: int | None = None) -> None:
         super().__init__()
@@ -41,13 +42,13 @@ class Cloze(Objective):
             raise ValueError(f"task.chunk_size={chunk_size} must be >= 1 or null")
         self.mask_prob, self.chunk_size = mask_prob, chunk_size
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)[:, 1:]  # (B, L): the model reads at most max_len items
         masked = mask_positions(items, self.mask_prob)  # (B, L)
-        hidden = backbone(items.masked_fill(masked, backbone.mask_token), batch_users(batch))[masked]  # (N, D)
+        hidden = backbone(items.masked_fill(masked, require_mask(backbone)), batch_users(batch))[masked]  # (N, D)
         return {names.LOSS: softmax_ce(backbone, hidden, items[masked], 0.0, self.chunk_size)}
 
-    def query(self, backbone: TransformerBackbone, history: Tensor, users: Tensor | None = None) -> Tensor:
-        mask = torch.full_like(history[:, :1], backbone.mask_token)  # (B, 1)
+    def query(self, backbone: SequenceEncoder, history: Tensor, users: Tensor | None = None) -> Tensor:
+        mask = torch.full_like(history[:, :1], require_mask(backbone))  # (B, 1)
         inputs = torch.cat([history[:, 1:], mask], dim=1)  # (B, L): oldest item dropped, [MASK] appended
         return backbone(inputs, users)[:, -1]  # (B, D)

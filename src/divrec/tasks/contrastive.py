@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from divrec import names
-from divrec.models import TransformerBackbone
-from divrec.tasks.base import Objective, TaskConfigError, batch_items, batch_users
+from divrec.models import SequenceEncoder
+from divrec.tasks.base import Objective, TaskConfigError, batch_items, batch_users, require_mask
 
 POOLING = ("last", "mean")
 
@@ -89,6 +89,7 @@ class ContrastiveSequence(Objective):
         if pooling not in POOLING:
             raise TaskConfigError(f"contrastive pooling={pooling!r} is not one of {list(POOLING)}")
         self.crop_ratio, self.mask_ratio, self.reorder_ratio = crop_ratio, mask_ratio, reorder_ratio
+        self.requires_mask_token = mask_ratio > 0  # the mask augmentation writes [MASK] items
         self.temperature, self.pooling = temperature, pooling
 
     def augment(self, items: Tensor, mask_token: int) -> Tensor:
@@ -103,7 +104,7 @@ class ContrastiveSequence(Objective):
         pick = torch.randint(0, len(views), (items.shape[0], 1, 1), device=items.device)
         return torch.stack(views, dim=1).gather(1, pick.expand(-1, 1, items.shape[1])).squeeze(1)  # (B, L)
 
-    def represent(self, backbone: TransformerBackbone, items: Tensor, users: Tensor | None = None) -> Tensor:
+    def represent(self, backbone: SequenceEncoder, items: Tensor, users: Tensor | None = None) -> Tensor:
         """(B, L) (and (B,) user indices) → (B, D) sequence representations."""
         hidden = backbone(items, users)  # (B, L, D)
         if self.pooling == "last":
@@ -111,9 +112,10 @@ class ContrastiveSequence(Objective):
         real = (items != 0).unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
         return (hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1.0)
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)[:, 1:]  # (B, L)
-        views = torch.stack([self.augment(items, backbone.mask_token) for _ in range(2)], dim=1)  # (B, 2, L)
+        token = require_mask(backbone) if self.mask_ratio > 0 else 0  # the mask augmentation writes [MASK]
+        views = torch.stack([self.augment(items, token) for _ in range(2)], dim=1)  # (B, 2, L)
         users = batch_users(batch)  # both views of a sequence keep its user (and user features)
         users = None if users is None else users.repeat_interleave(2)  # (2B,)
         z = self.represent(backbone, views.flatten(0, 1), users)  # (2B, D): rows 2b, 2b+1 = sequence b

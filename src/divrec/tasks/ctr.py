@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from divrec import names
 from divrec.data.errors import DataError
-from divrec.models import TransformerBackbone
+from divrec.models import SequenceEncoder
 from divrec.tasks.base import Objective, batch_items, batch_users
 from divrec.tasks.next_item import sample_negatives
 
@@ -39,7 +39,7 @@ class PointwiseCTR(Objective):
         self.positive_rating, self.n_negatives, self.eval_negatives = positive_rating, n_negatives, eval_negatives
         self.bias = nn.Parameter(torch.zeros(()))
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items, ratings = batch_items(batch), _ratings(batch, names.RATINGS)  # (B, L+1) each
         inputs, targets = items[:, :-1], items[:, 1:]
         hidden = backbone(inputs, batch_users(batch))  # (B, L, D)
@@ -60,7 +60,7 @@ class PointwiseCTR(Objective):
         }
 
     @torch.no_grad()
-    def pointwise(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def pointwise(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Logits and 0/1 labels of the held-out pairs and the sampled unseen negatives, flattened."""
         target, seen = batch[names.TARGET], batch[names.SEEN]  # (B,), (B, S)
         labels = (_ratings(batch, names.TARGET_RATING) >= self.positive_rating).float()  # (B,)

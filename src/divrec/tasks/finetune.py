@@ -19,20 +19,14 @@ from torch import Tensor, nn
 
 from divrec import names
 from divrec.data.types import ProcessedData
-from divrec.models import TransformerBackbone
+from divrec.models import SequenceEncoder
 from divrec.tasks.base import Objective, ParamGroups, TaskConfigError
 
 
-def embedding_layer(backbone: TransformerBackbone) -> list[nn.Module]:
-    return [backbone.item_emb, backbone.pos_emb, backbone.emb_norm]
-
-
-def layer_of_parameters(backbone: TransformerBackbone) -> dict[int, int]:
-    """id(parameter) → layer index: 0 = embedding layer, i + 1 = block i. Parameters not listed are the top."""
-    layers = {id(p): 0 for m in embedding_layer(backbone) for p in m.parameters()}
-    for i, block in enumerate(backbone.blocks):
-        layers |= {id(p): i + 1 for p in block.parameters()}
-    return layers
+def layer_of_parameters(backbone: SequenceEncoder) -> dict[int, int]:
+    """id(parameter) → layer index: 0 = embedding layer, i + 1 = block i (``layer_groups``). Parameters not
+    listed are the top."""
+    return {id(p): i for i, group in enumerate(backbone.layer_groups()) for m in group for p in m.parameters()}
 
 
 class FineTune(Objective):
@@ -52,22 +46,25 @@ class FineTune(Objective):
             raise TaskConfigError(f"task.layer_decay={layer_decay} must be in (0, 1] (1 = no decay)")
         self.objective = objective
         self.requires_causal = objective.requires_causal
+        self.requires_mask_token, self.trains = objective.requires_mask_token, objective.trains
         self.freeze_embeddings, self.freeze_blocks, self.layer_decay = freeze_embeddings, freeze_blocks, layer_decay
 
-    def bind(self, backbone: TransformerBackbone, data: ProcessedData) -> None:
+    def bind(self, backbone: SequenceEncoder, data: ProcessedData) -> None:
         self.objective.bind(backbone, data)
-        if self.freeze_blocks > backbone.cfg.n_layers:
+        groups = backbone.layer_groups()
+        n_blocks = len(groups) - 1
+        if self.freeze_blocks > n_blocks:
             raise TaskConfigError(
-                f"task.freeze_blocks={self.freeze_blocks} exceeds the model's {backbone.cfg.n_layers} blocks "
-                f"(model.n_layers); choose 0..{backbone.cfg.n_layers}"
+                f"task.freeze_blocks={self.freeze_blocks} exceeds the model's {n_blocks} blocks "
+                f"(model.n_layers); choose 0..{n_blocks}"
             )
-        frozen = embedding_layer(backbone) if self.freeze_embeddings else []
-        frozen += list(backbone.blocks[: self.freeze_blocks])
+        frozen = list(groups[0]) if self.freeze_embeddings else []
+        frozen += [m for group in groups[1 : self.freeze_blocks + 1] for m in group]
         for module in frozen:
             module.requires_grad_(False)
 
-    def parameter_groups(self, backbone: TransformerBackbone, module: nn.Module) -> ParamGroups:
-        layers, top = layer_of_parameters(backbone), backbone.cfg.n_layers + 1
+    def parameter_groups(self, backbone: SequenceEncoder, module: nn.Module) -> ParamGroups:
+        layers, top = layer_of_parameters(backbone), len(backbone.layer_groups())
         by_layer: dict[int, list[nn.Parameter]] = {}
         for p in module.parameters():
             if p.requires_grad:
@@ -77,8 +74,8 @@ class FineTune(Objective):
             for layer, params in sorted(by_layer.items())
         ]
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.objective.loss(backbone, batch)
 
-    def query(self, backbone: TransformerBackbone, history: Tensor, users: Tensor | None = None) -> Tensor:
+    def query(self, backbone: SequenceEncoder, history: Tensor, users: Tensor | None = None) -> Tensor:
         return self.objective.query(backbone, history, users)

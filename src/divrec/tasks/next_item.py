@@ -10,13 +10,13 @@ from torch import Tensor
 
 from divrec import names
 from divrec.data.types import ProcessedData
-from divrec.models import TransformerBackbone
-from divrec.tasks.base import Objective, batch_items, batch_users, next_item_pairs
+from divrec.models import SequenceEncoder, device_of
+from divrec.tasks.base import NextItemPositions, Objective
 from divrec.tasks.chunked_ce import chunked_cross_entropy
 from divrec.tasks.samplers import NegativeSampler, UniformSampler
 
 
-class NextItemCE(Objective):
+class NextItemCE(NextItemPositions, Objective):
     """Full-softmax cross-entropy over the whole catalog at every non-padding position.
 
     loss = mean over positions t of  -log softmax(h_t · E^T)[i_{t+1}], logits computed only where both the input
@@ -27,20 +27,21 @@ class NextItemCE(Objective):
 
     requires_causal = True
 
-    def __init__(self, label_smoothing: float = 0.0, chunk_size: int | None = None) -> None:
+    def __init__(self, label_smoothing: float = 0.0, chunk_size: int | None = None, positions: str = "all") -> None:
         super().__init__()
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"task.chunk_size={chunk_size} must be >= 1 or null")
         self.label_smoothing, self.chunk_size = label_smoothing, chunk_size
+        self.set_positions(positions)
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        hidden, targets = next_item_pairs(backbone, batch_items(batch), batch_users(batch))  # (N, D), (N,)
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        hidden, targets = self.states(backbone, batch)  # (N, D), (N,)
         loss = softmax_ce(backbone, hidden, targets, self.label_smoothing, self.chunk_size)
         return {names.LOSS: loss}
 
 
 def softmax_ce(
-    backbone: TransformerBackbone, hidden: Tensor, targets: Tensor, label_smoothing: float, chunk_size: int | None
+    backbone: SequenceEncoder, hidden: Tensor, targets: Tensor, label_smoothing: float, chunk_size: int | None
 ) -> Tensor:
     """Full-softmax CE of (N, D) states against items 1..n_items for (N,) target ids; chunked when chunk_size."""
     if chunk_size is None:
@@ -56,25 +57,26 @@ def sample_negatives(n: int, n_neg: int, n_items: int, device: torch.device) -> 
     return UniformSampler().sample((n, n_neg), n_items, device)
 
 
-class SampledNegatives(Objective):
+class SampledNegatives(NextItemPositions, Objective):
     """Base of the next-item objectives that score each positive against ``n_negatives`` items drawn by
     ``sampler`` (default: uniform over 1..n_items, with replacement)."""
 
     requires_causal = True
 
-    def __init__(self, n_negatives: int = 1, sampler: NegativeSampler | None = None) -> None:
+    def __init__(self, n_negatives: int = 1, sampler: NegativeSampler | None = None, positions: str = "all") -> None:
         super().__init__()
         if n_negatives < 1:
             raise ValueError(f"task.n_negatives={n_negatives} must be >= 1")
         self.n_negatives = n_negatives
         self.sampler = sampler if sampler is not None else UniformSampler()
+        self.set_positions(positions)
 
-    def bind(self, backbone: TransformerBackbone, data: ProcessedData) -> None:
-        self.sampler.attach_data(data)  # e.g. popularity counts
+    def bind(self, backbone: SequenceEncoder, data: ProcessedData) -> None:
+        self.sampler.bind(data)  # e.g. popularity counts
 
-    def sample(self, shape: tuple[int, ...], backbone: TransformerBackbone) -> Tensor:
+    def sample(self, shape: tuple[int, ...], backbone: SequenceEncoder) -> Tensor:
         """Negative item ids of ``shape`` (a sampled id may equal the positive; see each objective)."""
-        return self.sampler.sample(shape, backbone.n_items, backbone.item_emb.weight.device)
+        return self.sampler.sample(shape, backbone.n_items, device_of(backbone))
 
 
 class NextItemBCE(SampledNegatives):
@@ -84,8 +86,8 @@ class NextItemBCE(SampledNegatives):
     """
 
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        hidden, targets = next_item_pairs(backbone, batch_items(batch), batch_users(batch))  # (N, D), (N,)
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        hidden, targets = self.states(backbone, batch)  # (N, D), (N,)
         neg = self.sample((len(targets), self.n_negatives), backbone)  # (N, n); a hit on the positive: O(1/n_items)
         emb = backbone.embed_items
         pos_logit = (hidden * emb(targets)).sum(-1)  # (N,)
@@ -106,13 +108,14 @@ class NextItemSampledSoftmax(SampledNegatives):
     """
 
     def __init__(
-        self, n_negatives: int = 256, sampler: NegativeSampler | None = None, logq_correction: bool = True
+        self, n_negatives: int = 256, sampler: NegativeSampler | None = None, logq_correction: bool = True,
+        positions: str = "all",
     ) -> None:
-        super().__init__(n_negatives, sampler)
+        super().__init__(n_negatives, sampler, positions)
         self.logq_correction = logq_correction
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        hidden, targets = next_item_pairs(backbone, batch_items(batch), batch_users(batch))  # (N, D), (N,)
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        hidden, targets = self.states(backbone, batch)  # (N, D), (N,)
         neg = self.sample((self.n_negatives,), backbone)  # (n,) shared by every position
         embed = backbone.embed_items
         loss = self.sampled_loss(hidden, targets, neg, embed(targets), embed(neg), backbone.n_items)

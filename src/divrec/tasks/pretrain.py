@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from divrec import names
 from divrec.data.types import ProcessedData
-from divrec.models import TransformerBackbone
+from divrec.models import SequenceEncoder
 from divrec.tasks.base import Objective, TaskConfigError
 
 
@@ -57,6 +57,7 @@ class Pretraining(Objective):
                 "disable one of them (weight 0)"
             )
         self.requires_causal = needs.pop() if needs else None
+        self.requires_mask_token = any(p.requires_mask_token for p in objectives.values())
         default = "cloze" if "cloze" in objectives else next(iter(objectives))
         self.query_from = query_from or default
         if self.query_from not in objectives:
@@ -64,11 +65,11 @@ class Pretraining(Objective):
                 f"task.query_from={self.query_from!r} is not an enabled part; choose one of {sorted(objectives)}"
             )
 
-    def bind(self, backbone: TransformerBackbone, data: ProcessedData) -> None:
+    def bind(self, backbone: SequenceEncoder, data: ProcessedData) -> None:
         for part in self.parts.values():
             part.bind(backbone, data)
 
-    def loss(self, backbone: TransformerBackbone, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         total: Tensor | None = None
         for name, part in self.parts.items():
@@ -78,5 +79,5 @@ class Pretraining(Objective):
         assert total is not None  # at least one part, checked in __init__
         return {names.LOSS: total, **out}
 
-    def query(self, backbone: TransformerBackbone, history: Tensor, users: Tensor | None = None) -> Tensor:
+    def query(self, backbone: SequenceEncoder, history: Tensor, users: Tensor | None = None) -> Tensor:
         return self.parts[self.query_from].query(backbone, history, users)

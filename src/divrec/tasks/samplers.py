@@ -3,7 +3,7 @@
 A sampler draws item ids in ``1..n_items`` independently (with replacement) from a distribution ``q``; ``log_q``
 returns ``log q(i)``, which sampled softmax subtracts (log-Q correction) so that its gradient is an unbiased-in-the-
 limit estimate of full softmax's. Chosen by Hydra (``task.sampler._target_``); a sampler that needs training
-statistics gets them through ``attach_data`` (from the objective's ``bind``) before training.
+statistics gets them through ``bind`` (from the objective's ``bind``) before training.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class SamplerError(UserError):
 class NegativeSampler(nn.Module):
     """Base class: ``sample(shape, n_items, device)`` ids in ``1..n_items``; ``log_q(ids, n_items)`` per id."""
 
-    def attach_data(self, data: ProcessedData) -> None:
+    def bind(self, data: ProcessedData) -> None:
         """Receive the training data (popularity counts); a no-op for samplers that need none."""
 
     def sample(self, shape: tuple[int, ...], n_items: int, device: torch.device) -> Tensor:
@@ -65,7 +65,7 @@ class PopularitySampler(NegativeSampler):
         self.register_buffer("cdf", torch.zeros(0, dtype=torch.float64), persistent=False)
         self.register_buffer("logq", torch.zeros(0, dtype=torch.float64), persistent=False)
 
-    def attach_data(self, data: ProcessedData) -> None:
+    def bind(self, data: ProcessedData) -> None:
         counts = np.bincount(data.train_items, minlength=data.n_items + 1).astype(np.float64)
         counts[0] = 0.0  # padding is never a negative
         self.set_counts(torch.from_numpy(counts))
