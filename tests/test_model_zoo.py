@@ -54,7 +54,9 @@ def refused(tmp_path: Path, *extra: str) -> str:
 
 
 def test_what_a_model_cannot_serve_is_refused_before_any_data(tmp_path: Path) -> None:
-    assert "[MASK]" in refused(tmp_path, "model=gru4rec", "task=cloze")  # no mask token on a recurrent model
+    assert "bidirectional" in refused(tmp_path, "model=gru4rec", "task=cloze")  # cloze on a recurrent model
+    contrastive_only = [f"task.parts.{p}.weight=0" for p in ("cloze", "aap", "map")]
+    assert "[MASK]" in refused(tmp_path, "model=gru4rec", "task=pretrain", *contrastive_only)  # mask augmentation
     assert "attention_maps" in refused(tmp_path, "model=lrurec", "callbacks.attention_maps.users=4")
     assert "task=fitted" in refused(tmp_path, "model=ease", "task=next_item_ce")  # closed form, not gradients
     assert "fits closed-form" in refused(tmp_path, "model=sasrec", "task=fitted")

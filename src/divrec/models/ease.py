@@ -30,7 +30,7 @@ from divrec.models.contract import ModelConfigError
 
 @dataclass(frozen=True)
 class EASEConfig(ClosedFormConfig):
-    l2: float = 250.0  # λ, the ridge penalty on B (Steck 2019: 100s to 1000s; chosen on validation)
+    l2: float = 100.0  # λ, the ridge penalty on B (Steck 2019: 100s to 1000s; chosen on validation)
 
     def __post_init__(self) -> None:
         super().__post_init__()
