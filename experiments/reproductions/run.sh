@@ -13,13 +13,14 @@ out=${OUT:-outputs/reproductions}
 seeds=${SEEDS:-0 1 2}
 mkdir -p "$out"
 while IFS='|' read -r cell overrides; do
-  cell=$(echo "$cell" | xargs)
+  cell="${cell#"${cell%%[![:space:]]*}"}"; cell="${cell%"${cell##*[![:space:]]}"}"  # trim
   [[ -z "$cell" || "$cell" == \#* ]] && continue
   if [[ -n "${CELLS:-}" && " $CELLS " != *" $cell "* ]]; then continue; fi
   for seed in $seeds; do
     dir="$out/$cell/seed$seed"
     [[ -f "$dir/metrics.json" ]] && { echo "skip $cell seed $seed (done)"; continue; }
     echo "run  $cell seed $seed: $overrides"
+    mkdir -p "$(dirname "$dir")"
     # shellcheck disable=SC2086
     if ! flock /tmp/divrec-timing.lock .venv/bin/divrec train $overrides seed=$seed hydra.run.dir="$dir" \
         task_name=reproductions callbacks.progress_bar.refresh_rate=0 > "$dir.log" 2>&1; then

@@ -108,3 +108,13 @@ def test_bad_settings_name_the_key() -> None:
         ItemKNNConfig(decay=0)
     with pytest.raises(ModelConfigError, match=r"model.window=0"):
         ItemKNNConfig(window=0)
+
+
+def test_a_checkpoint_restores_the_fitted_table_without_the_data() -> None:
+    fitted_model = fitted(EASE(N_ITEMS, l2=3.0))
+    fresh = EASE(N_ITEMS, l2=3.0)  # never fitted: all-zero table
+    assert not fresh.item_table().any()  # (and its transpose is cached)
+    fresh.load_state_dict(fitted_model.state_dict())
+    want = fitted_model.score(fitted_model.encode_last(HISTORY))
+    torch.testing.assert_close(fresh.score(fresh.encode_last(HISTORY)), want)
+    torch.testing.assert_close(fresh.item_table(), fitted_model.item_table())  # the cached transpose follows the load

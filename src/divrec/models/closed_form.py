@@ -7,8 +7,9 @@ same evaluator, re-rankers, diversity metrics, ``recommend`` and ``compare`` ser
   records how long), and ``divrec train`` then validates and tests it (``trainable = False``);
 - its "hidden size" D is its query width (1 for popularity, n_items + 1 for item-item models): the query is a
   weighted bag of history items and ``table`` an item-item matrix; scoring multiplies a sparse query;
-- its table is a non-persistent buffer: a checkpoint holds the run config, and loading one refits the model on the
-  same training data (deterministic), so a 12k-item EASE does not write a 0.6 GB file per run.
+- its table is a buffer stored in every checkpoint (the feedback loop serves restored checkpoints): a 12k-item
+  EASE or item-kNN writes a 0.6 GB ``best.ckpt``; ``divrec eval`` / ``recommend`` load it (after ``bind`` refits
+  the same deterministic table from the same training data).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def check_dense_fits(name: str, n_items: int, copies: int, fix: str) -> None:
 
 class ClosedFormModel(nn.Module):
     """Base class: subclasses set ``Config`` and implement ``fit(data) -> (D, V) weights`` and ``query``; scores are
-    ``query @ weights`` (so ``item_table()`` is ``weights.T``, a view)."""
+    ``query @ weights`` (so ``item_table()`` is ``weights.T``)."""
 
     Config: ClassVar[type[ClosedFormConfig]] = ClosedFormConfig
     trainable: ClassVar[bool] = False
@@ -72,8 +73,10 @@ class ClosedFormModel(nn.Module):
         if n_items < 1:
             raise ModelConfigError(f"invalid model config: n_items={n_items}; the dataset has no items")
         self.n_items = n_items
-        self.register_buffer("weights", torch.zeros(self.query_width(), n_items + 1), persistent=False)  # (D, V)
+        self.register_buffer("weights", torch.zeros(self.query_width(), n_items + 1))  # (D, V), in checkpoints
         self.fit_seconds = 0.0
+        self._table: Tensor | None = None
+        self._table_key: tuple = ()
 
     # --- what the model serves ---------------------------------------------------------------------------------
     @classmethod
@@ -128,13 +131,18 @@ class ClosedFormModel(nn.Module):
         return torch.sparse.mm(hidden.to_sparse(), self.weights)
 
     def item_table(self) -> Tensor:
-        return self.weights.T  # (V, D)
+        """(V, D) = weights.T, made contiguous once per fit: per-item rows are gathered (re-rankers, embedding ILD),
+        and gathering rows of a transposed view reads one element per cache line."""
+        key = (self.weights.data_ptr(), self.weights._version, self.weights.device)  # refit, loaded or moved
+        if self._table is None or self._table_key != key:
+            self._table, self._table_key = self.weights.T.contiguous(), key
+        return self._table
 
     def item_vectors(self) -> Tensor:
-        return torch.cat([self.weights.T, self.weights.new_zeros(1, self.weights.shape[0])])  # + the [MASK] row
+        return torch.cat([self.item_table(), self.weights.new_zeros(1, self.weights.shape[0])])  # + the [MASK] row
 
     def embed_items(self, items: Tensor) -> Tensor:
-        return self.weights.T[items]
+        return self.item_table()[items]
 
     def item_logits(self, hidden: Tensor) -> Tensor:
         return self.score(hidden)[:, 1:]
