@@ -69,3 +69,19 @@ def test_a_models_yaml_selects_the_objective_it_needs_and_the_command_line_still
     assert compose_config("train", ["model=bsarec"]).task.positions == "last"
     assert compose_config("train", ["model=bsarec", "task=gbce", "task.positions=last"]).task.n_negatives == 256
     assert compose_config("train", ["model=gru4rec"]).task._target_ == "divrec.tasks.NextItemCE"
+
+
+def test_explanations_of_a_closed_form_model_are_refused_before_any_data(tmp_path: Path) -> None:
+    from divrec.recommend import recommend
+
+    train(compose_config("train", overrides("pop", tmp_path)))
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    paths = run_paths(tmp_path / "rec", tmp_path / "d2")
+    cfg = compose_config("recommend", [f"ckpt_path={ckpt}", "explain=true", *paths])
+    with pytest.raises(ModelConfigError, match="no learned item embeddings"):
+        recommend(cfg)
+    assert not (tmp_path / "d2").exists() and not (tmp_path / "rec").exists()
+    cfg = compose_config("recommend", [f"ckpt_path={ckpt}", f"output={tmp_path / 'recs.csv'}", "k=3",
+                                       *run_paths(tmp_path / "rec", tmp_path / "data")])
+    recommend(cfg)  # the same checkpoint serves plain lists
+    assert (tmp_path / "recs.csv").read_text().count("\n") > 1

@@ -55,8 +55,7 @@ def build(cfg: DictConfig) -> tuple[SeqDataModule, SeqRecModule]:
     the data), then the LightningModule (``build_module``)."""
     task, _ = check_config(cfg)  # before any data is loaded
     datamodule: SeqDataModule = instantiate(cfg.data)
-    if task.window_stride is not None:  # the objective's training windows (positions=last: every prefix)
-        datamodule.stride = task.window_stride
+    datamodule.prefixes = task.prefix_windows  # the objective's training windows (positions=last: every prefix)
     return datamodule, build_module(cfg, datamodule.load(), task=task)
 
 

@@ -24,6 +24,7 @@ from divrec.inspection.explain import explain_lists, with_explanations
 from divrec.lit.module import SeqRecModule
 from divrec.metrics.chunked import chunked_top_k
 from divrec.metrics.ranking import mask_seen
+from divrec.models import ModelConfigError, check_model_config
 from divrec.rerank import RerankContext, rerank_candidates, rerank_lists
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,11 @@ def recommend(cfg: DictConfig, overrides: Sequence[str] = ()) -> Path:
 
     checkpoint = load_checkpoint(cfg.ckpt_path)
     cfg = checkpoint_config(cfg, checkpoint, overrides)
+    if cfg.get("explain") and not check_model_config(cfg.model).trainable:  # before any data is loaded
+        raise ModelConfigError(
+            f"explain=true: the checkpoint's model ({cfg.model._target_}) has no learned item embeddings to attribute "
+            "scores to; drop explain= or use a learned model's checkpoint (e.g. model=sasrec)"
+        )
     datamodule, module = build(cfg)
     module.load_state_dict(checkpoint["state_dict"])
     data = datamodule.load()

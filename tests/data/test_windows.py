@@ -37,6 +37,19 @@ def test_window_ends_counts() -> None:
     assert seq.tolist() == [0, 2, 2, 2] and ends.tolist() == [3, 10, 7, 4]
 
 
+def test_prefix_windows_end_at_every_position_of_every_sequence() -> None:
+    seqs = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11]]
+    offsets, items = csr(seqs)
+    seq, ends = window_ends(np.diff(offsets), width=4, stride=99, prefixes=True)
+    assert seq.tolist() == [0, 0, 2, 2, 2, 2, 2, 2] and ends.tolist() == [3, 2, 7, 6, 5, 4, 3, 2]
+    w = training_windows(offsets, items, 4, 99, prefixes=True)
+    finals = [int(row[-1]) for row in w]
+    assert finals == [3, 2, 11, 10, 9, 8, 7, 6]  # every item after a sequence's first is some window's last
+    for row, end, s in zip(w, ends, seq, strict=True):  # the last 4 items of the prefix, left-padded
+        prefix = seqs[s][:end][-4:]
+        assert row.tolist() == [0] * (4 - len(prefix)) + prefix
+
+
 def test_eval_padding_helpers() -> None:
     offsets, items = csr([[1, 2, 3, 4], [5], []])
     assert last_items(offsets, items, 3).tolist() == [[2, 3, 4], [0, 0, 5], [0, 0, 0]]

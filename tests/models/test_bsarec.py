@@ -190,6 +190,6 @@ def test_yaml_holds_the_beauty_settings_and_selects_the_last_position_objective(
     m = cfg.model
     assert (m.c, m.alpha, m.n_heads, m.n_layers, m.hidden_size, m.max_len) == (5, 0.7, 1, 2, 64, 50)
     task, spec = check_config(compose_config("train", ["model=bsarec", *paths]))
-    assert spec.name == "BSARec" and not spec.causal and spec.attention_maps and task.window_stride == 1
+    assert spec.name == "BSARec" and not spec.causal and spec.attention_maps and task.prefix_windows
     with pytest.raises(ModelConfigError, match=r"model\.c=5 is impossible for model\.max_len=4"):
         check_config(compose_config("train", ["model=bsarec", "data.max_len=4", *paths]))

@@ -152,7 +152,7 @@ def test_yaml_selects_the_last_position_objective(tmp_path: Path) -> None:
     assert cfg.model.max_len == cfg.data.max_len == 50 and cfg.model.dropout == 0.5
     cfg = compose_config("train", ["model=fmlp", *paths])
     task, spec = check_config(cfg)
-    assert spec.name == "FMLPRec" and not spec.causal and task.window_stride == 1
+    assert spec.name == "FMLPRec" and not spec.causal and task.prefix_windows
     assert check_model_config(cfg.model) == spec
     with pytest.raises(ModelConfigError, match="causal"):  # an explicit task= still wins, and is refused
         check_config(compose_config("train", ["model=fmlp", "task=next_item_ce", *paths]))

@@ -53,7 +53,7 @@ def test_gbce_equals_bce_with_the_transformed_positive_logit() -> None:
 def test_last_positions_predict_each_windows_final_item_from_its_prefix() -> None:
     backbone = model(causal=False).eval()
     task = NextItemCE(positions="last")
-    assert task.requires_causal is None and task.window_stride == 1
+    assert task.requires_causal is None and task.prefix_windows
     task.check_backbone(ModelSpec("M", causal=False, mask_token=True, attention_maps=False))  # any model
     hidden, targets = task.states(backbone, {names.ITEMS: WINDOWS})
     assert targets.tolist() == [9, 6]  # the last window has no real input: no pair

@@ -126,6 +126,7 @@ class SeqDataModule(pl.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"
         self.download = download
         self.max_len, self.stride = max_len, stride or max_len
+        self.prefixes = False  # a window ending at every position (set by objectives with prefix_windows)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.group_batches, self.seed = num_workers, group_batches, seed
         self.data: ProcessedData | None = None
@@ -148,12 +149,13 @@ class SeqDataModule(pl.LightningDataModule):
             return
         data = self.load()
         offsets, items, item_ratings = self._training_sequences(data)
-        windows = training_windows(offsets, items, self.max_len + 1, self.stride)
+        width, stride, prefixes = self.max_len + 1, self.stride, self.prefixes
+        windows = training_windows(offsets, items, width, stride, prefixes)
         usable = (windows != 0).sum(axis=1) >= 2  # a window needs an input and a target
-        users, _ = window_ends(np.diff(offsets), self.max_len + 1, self.stride)  # (N,) the user of each window
+        users, _ = window_ends(np.diff(offsets), width, stride, prefixes)  # (N,) the user of each window
         train = {names.ITEMS: torch.from_numpy(windows[usable]), names.USER_INDEX: torch.from_numpy(users[usable])}
         if item_ratings is not None:
-            ratings = training_windows(offsets, item_ratings, self.max_len + 1, self.stride)
+            ratings = training_windows(offsets, item_ratings, width, stride, prefixes)
             train[names.RATINGS] = torch.from_numpy(ratings[usable].astype(np.float32))
         self.tensors = {
             names.TRAIN: train,

@@ -86,8 +86,7 @@ class FeedbackRunner:
         pl.seed_everything(self.cfg.seed, workers=True)
         trainer = self._trainer(max_epochs=epochs, limit_val_batches=0, enable_progress_bar=self.progress)
         datamodule = self._datamodule(train, _no_rows())
-        if module.task.window_stride is not None:  # as pipeline.build: the objective's training windows
-            datamodule.stride = module.task.window_stride
+        datamodule.prefixes = module.task.prefix_windows  # as pipeline.build: the objective's training windows
         trainer.fit(module, datamodule=datamodule)
 
     def evaluate(self, module: SeqRecModule, split: EvalSplit) -> dict[str, float]:

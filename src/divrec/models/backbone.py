@@ -1,5 +1,4 @@
 """The Transformer sequence encoder: item + positional embeddings, N self-attention blocks, tied item scores.
-[New model? Read src/divrec/models/ADDING_A_MODEL.md first.]
 
 One plain ``nn.Module`` serves SASRec (causal attention) and BERT4Rec (bidirectional attention + a mask token).
 Sequences are LEFT-padded with item id 0, and positions count back from the most recent item (the newest item has

@@ -1,5 +1,4 @@
 """The model contract: what every sequence model (``model=``) gives its consumers, and how a config is checked.
-[New model? Read src/divrec/models/ADDING_A_MODEL.md first.]
 
 Consumers (objectives, the Lightning module, warm start, explanations, attention maps, ``recommend``, ``feedback``)
 use only what ``SequenceEncoder`` lists, never a model's internals:
@@ -22,6 +21,7 @@ Optional: ``attention_maps(items, users=None) -> [(B, H, L, L)] per layer`` (``A
 
 Each model class names its own frozen ``Config`` dataclass (keys and ranges of its YAML) and a ``spec`` of what it
 can serve, so ``check_model_config`` validates ``model=`` against *its* class before any data is loaded.
+Adding a model: ``src/divrec/models/ADDING_A_MODEL.md``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
 """``Encoder``: the base of divrec's learned sequence models, implementing ``SequenceEncoder`` around an
-[New model? Read src/divrec/models/ADDING_A_MODEL.md first.]
 ``ItemTower`` so that a new backbone writes only its sequence body (``forward``) and its ``Config``.
 
 It gives: the item tower (item table, attribute fusion, tied scores), user features added to every real position

@@ -34,9 +34,9 @@ class Objective(nn.Module, ABC):
     requires_mask_token: bool = False
     #: whether the objective trains by gradient epochs (False: closed-form baselines, ``task=fitted``)
     trains: bool = True
-    #: the step between training windows this objective needs (None = ``data.stride``); 1 = every prefix of every
-    #: sequence is a window, what last-position objectives train on (``positions=last``)
-    window_stride: int | None = None
+    #: whether training windows must end at every position (each prefix of each sequence one window), what
+    #: last-position objectives train on (``positions=last``); False = the data config's windows (``data.stride``)
+    prefix_windows: bool = False
     #: whether ``pointwise`` scores labelled (user, item) pairs, evaluated with AUC and log-loss
     scores_pairs: bool = False
 
@@ -106,7 +106,7 @@ class NextItemPositions:
           ``data.stride``); the SASRec / GRU4Rec recipe.
     last: only the window's newest position predicts the window's final item, so the model may be bidirectional
           (its states are never asked about a position whose future it saw); trained over every prefix
-          (``window_stride = 1``), the FMLP-Rec / BSARec recipe.
+          (``prefix_windows``), the FMLP-Rec / BSARec recipe.
     """
 
     positions: str = "all"
@@ -117,7 +117,7 @@ class NextItemPositions:
         self.positions = positions
         if positions == "last":
             self.requires_causal = None  # type: ignore[misc]
-            self.window_stride = 1  # type: ignore[misc]
+            self.prefix_windows = True  # type: ignore[misc]
 
     def states(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Hidden states (N, D) at the predicting positions and their next items (N,)."""

@@ -47,6 +47,7 @@ class FineTune(Objective):
         self.objective = objective
         self.requires_causal = objective.requires_causal
         self.requires_mask_token, self.trains = objective.requires_mask_token, objective.trains
+        self.prefix_windows = objective.prefix_windows
         self.freeze_embeddings, self.freeze_blocks, self.layer_decay = freeze_embeddings, freeze_blocks, layer_decay
 
     def bind(self, backbone: SequenceEncoder, data: ProcessedData) -> None:
