@@ -62,6 +62,7 @@ def test_what_a_model_cannot_serve_is_refused_before_any_data(tmp_path: Path) ->
     assert "fits closed-form" in refused(tmp_path, "model=sasrec", "task=fitted")
     assert "causal" in refused(tmp_path, "model=bsarec", "task=next_item_ce")  # every position of a filter model
     assert "hiden_size" in refused(tmp_path, "model=gru4rec", "+model.hiden_size=3")  # its own Config's keys
+    assert "init_from" in refused(tmp_path, "model=ease", "init_from=/nowhere/backbone.pt")  # nothing to warm-start
 
 
 def test_a_models_yaml_selects_the_objective_it_needs_and_the_command_line_still_wins() -> None:
