@@ -362,7 +362,7 @@ class DiversityEvaluator(nn.Module):
 
     Usage (next to a ``RankingEvaluator``; ``top_k`` of the masked scores gives the lists)::
 
-        div = DiversityEvaluator.from_data(data, names.TEST, (10, 20), embeddings=lambda: model.item_emb.weight)
+        div = DiversityEvaluator.from_data(data, names.TEST, (10, 20), embeddings=lambda: model.item_table())
         div.update(top_k(masked_scores, 20), histories=batch[names.HISTORY])
         metrics = div.compute(); div.reset()
 
