@@ -79,7 +79,7 @@ class AttentionMaps(pl.Callback):
     def n_users(self, backbone: object) -> int:
         """How many users to inspect for this model: ``auto`` = 4, 0 for models with nothing to show."""
         n = self.AUTO_USERS if self.users == "auto" else int(self.users)
-        if n and getattr(backbone, "tower", None) is None:  # closed-form baseline: no embeddings to attribute
+        if n and backbone.tower is None:  # closed-form baseline: no embeddings to attribute
             if not self.skipped:
                 log.info("%s has no learned item embeddings: attention maps and explanations skipped",
                          type(backbone).__name__)

@@ -69,6 +69,11 @@ class Dropout(nn.Module):
         return x * (keep * (1.0 / (1.0 - self.p)))
 
 
+def feed_forward(width: int, inner: int, activation: str, dropout: float) -> nn.Sequential:
+    """The position-wise FFN: Linear(D → inner), activation, dropout, Linear(inner → D); (B, L, D) → (B, L, D)."""
+    return nn.Sequential(nn.Linear(width, inner), ACTIVATIONS[activation](), Dropout(dropout), nn.Linear(inner, width))
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
@@ -107,12 +112,7 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(cfg.hidden_size)
         self.attn = SelfAttention(cfg)
         self.ln2 = nn.LayerNorm(cfg.hidden_size)
-        self.ffn = nn.Sequential(
-            nn.Linear(cfg.hidden_size, cfg.ffn_size),
-            ACTIVATIONS[cfg.activation](),
-            Dropout(cfg.dropout),
-            nn.Linear(cfg.ffn_size, cfg.hidden_size),
-        )
+        self.ffn = feed_forward(cfg.hidden_size, cfg.ffn_size, cfg.activation, cfg.dropout)
         self.drop = Dropout(cfg.dropout)
 
     def attention_input(self, x: Tensor) -> Tensor:

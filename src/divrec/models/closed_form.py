@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from divrec.data.types import ProcessedData
-from divrec.models.contract import ModelConfigError, ModelSpec
+from divrec.models.contract import ModelConfigError, ModelSpec, check_n_items
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,7 @@ class ClosedFormModel(nn.Module):
     def __init__(self, n_items: int, **config: object) -> None:
         super().__init__()
         self.cfg = self.Config(**config)  # type: ignore[arg-type]
-        if n_items < 1:
-            raise ModelConfigError(f"invalid model config: n_items={n_items}; the dataset has no items")
+        check_n_items(n_items)
         self.n_items = n_items
         self.register_buffer("weights", torch.zeros(self.query_width(), n_items + 1))  # (D, V), in checkpoints
         self.fit_seconds = 0.0

@@ -86,6 +86,11 @@ class AttentionMapper(Protocol):
     def attention_maps(self, items: Tensor, users: Tensor | None = None) -> list[Tensor]: ...
 
 
+def check_n_items(n_items: int) -> None:
+    if n_items < 1:
+        raise ModelConfigError(f"invalid model config: n_items={n_items}; the dataset has no items")
+
+
 def model_class(model_cfg: DictConfig) -> type:
     """The class a ``model=`` node instantiates (its ``_target_``), imported but not built."""
     target = model_cfg.get("_target_")

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from divrec.data.types import ProcessedData
-from divrec.models.contract import ModelConfigError, ModelSpec
+from divrec.models.contract import ModelConfigError, ModelSpec, check_n_items
 from divrec.models.side import FUSIONS
 from divrec.models.tower import ItemTower
 from divrec.models.user_side import USER_FEATURE_MODES, UserFeatureEmbedding, select_features
@@ -77,9 +77,9 @@ class Encoder(nn.Module):
     def __init__(self, n_items: int, **config: object) -> None:
         super().__init__()
         self.cfg = self.Config(**config)  # type: ignore[arg-type]
-        if n_items < 1:
-            raise ModelConfigError(f"invalid model config: n_items={n_items}; the dataset has no items")
+        check_n_items(n_items)
         self.n_items = n_items
+        self._spec = self.describe(self.cfg)  # read per step (mask token, direction): computed once
         self.tower = ItemTower(n_items, self.cfg.hidden_size, self.cfg.item_attribute_fusion)
         self.user_side: UserFeatureEmbedding | None = None  # created by bind when model.user_features is set
         self._register_load_state_dict_pre_hook(_legacy_keys)
@@ -93,7 +93,7 @@ class Encoder(nn.Module):
                          attention_maps=has_maps, trainable=cls.trainable)
 
     def spec(self) -> ModelSpec:
-        return self.describe(self.cfg)
+        return self._spec
 
     @property
     def hidden_size(self) -> int:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from divrec.models.backbone import Dropout
+from divrec.models.backbone import Dropout, feed_forward
 from divrec.models.encoder import ACTIVATIONS, Encoder, EncoderConfig, fail
 
 __all__ = ["LRURec", "LRURecConfig", "linear_scan", "ring_init"]
@@ -147,12 +147,7 @@ class LRUBlock(nn.Module):
     def __init__(self, cfg: LRURecConfig) -> None:
         super().__init__()
         self.lru = LinearRecurrence(cfg)
-        self.ffn = nn.Sequential(
-            nn.Linear(cfg.hidden_size, cfg.ffn_size),
-            ACTIVATIONS[cfg.activation](),
-            Dropout(cfg.dropout),
-            nn.Linear(cfg.ffn_size, cfg.hidden_size),
-        )
+        self.ffn = feed_forward(cfg.hidden_size, cfg.ffn_size, cfg.activation, cfg.dropout)
         self.drop = Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.hidden_size)
 
