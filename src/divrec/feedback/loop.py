@@ -162,8 +162,13 @@ def _no_rows() -> EvalSplit:
     return EvalSplit(users=empty, history_offsets=np.zeros(1, dtype=np.int64), history_items=empty, targets=empty)
 
 
-def run_feedback(cfg: DictConfig) -> dict[str, float]:
-    """The whole loop; writes the table, plot, TensorBoard curves and metrics.json into the run folder."""
+def run_feedback(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """The whole loop; writes the table, plot, TensorBoard curves and metrics.json into the run folder. With
+    ``source=<database URL>``: one online update of ``ckpt_path`` from stored events instead (``feedback.online``)."""
+    if cfg.get("source"):
+        from divrec.feedback.online import run_online
+
+        return run_online(cfg, overrides)
     output_dir = Path(cfg.paths.output_dir)
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)  # one trainer per step
     check_config(cfg)  # before any data is loaded
