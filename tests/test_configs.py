@@ -44,7 +44,12 @@ def compose_option(group: str, option: str, tmp_path: Path, hydra_node: bool = F
     overrides = [f"{group}={option}", *run_paths(tmp_path / "out", tmp_path / "data")]
     if (group, option) == ("data", "csv"):
         overrides.append(f"data.source.path={write_tiny_csv(tmp_path / 'tiny.csv')}")
-    return compose_config("train", overrides, hydra_node=hydra_node)
+    serving = group in SERVING_GROUPS  # groups only the serving commands have (recommend, serve)
+    overrides += ["ckpt_path=unused.ckpt"] if serving else []
+    return compose_config("recommend" if serving else "train", overrides, hydra_node=hydra_node)
+
+
+SERVING_GROUPS = {"ann"}
 
 
 # --- one check per config group: instantiate what the pipeline would instantiate from it --------------------------
@@ -209,7 +214,20 @@ def check_profiler(cfg: DictConfig, tmp_path: Path) -> None:
     assert Path(str(profiler.dirpath)) == tmp_path / "out" / "profiler"  # inside the run folder
 
 
+def check_ann(cfg: DictConfig, tmp_path: Path) -> None:
+    """ann=auto builds an index config (exact below its min_items); ann=none is always exact."""
+    from divrec.serving.ann import AnnConfig
+    from divrec.serving.recommender import ann_config
+
+    config = ann_config(cfg.get("ann"))
+    if not cfg.get("ann"):  # conf/ann/none.yaml is empty
+        assert config is None
+        return
+    assert isinstance(config, AnnConfig) and isinstance(instantiate(cfg.ann), AnnConfig) and config.min_items > 0
+
+
 CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
+    "ann": check_ann,
     "profiler": check_profiler,
     "rerank": check_rerank,
     "metrics": check_metrics,

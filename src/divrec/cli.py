@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,24 +18,23 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, OverrideParseException, SearchPathException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from divrec import names
+from divrec.configs import config_dir
 from divrec.errors import UserError
 from divrec.invocation import record
 from divrec.sweep import error_line, write_status
+from divrec.sweep.guard import settle
 
 log = logging.getLogger(__name__)
-
-
-def config_dir() -> Path:
-    """The shipped configs: ``divrec/conf`` inside a wheel, else ``conf/`` at the repository root."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parents[1] / "conf"):
-        if (candidate / "train.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(f"divrec's conf/ folder not found next to {here}; reinstall divrec")
+FULL_ERROR = "HYDRA_FULL_ERROR"  # Hydra raises its errors instead of printing them
+# Hydra's errors about the command line (unknown key or group option incl. MissingConfigException, bad override,
+# bad search path): raised while composing the config, before any job runs.
+COMMAND_LINE_ERRORS = (ConfigCompositionException, OverrideParseException, SearchPathException)
 
 
 def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
@@ -44,7 +44,8 @@ def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[Dic
     multirun any exception fails only its own job: it is recorded and logged, and the job returns None, so the
     sweep goes on (the Optuna sweeper, given no float, reports the trial as failed; NaN would crash its study).
     Processes a job launched (DDP) are waited for, or stopped if it failed, and its process group is closed before
-    the next job (``distributed_job``); only process 0 writes the status."""
+    the next job (``distributed_job``); only process 0 writes the status. A run folder that already held a run
+    (``hydra.run.dir=<run>``) and that this command must not change is put back as it was (``sweep.guard``)."""
 
     def wrapped(cfg: DictConfig) -> object:
         from divrec.lit.strategies import distributed_job, is_process_zero
@@ -55,8 +56,13 @@ def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[Dic
         try:
             with distributed_job():
                 result = run(cfg)
-        except Exception as err:
-            status(output_dir, names.FAILED, error_line(err))
+        except BaseException as caught:
+            err = _as_user_error(caught)
+            if isinstance(err, Exception):
+                status(output_dir, names.FAILED, error_line(err))
+            settle(output_dir, err)  # a protected run folder is put back as it was
+            if not isinstance(err, Exception):  # interrupted (Ctrl-C)
+                raise
             if HydraConfig.get().mode == RunMode.MULTIRUN:
                 log.error("job failed, the sweep goes on: %s", error_line(err), exc_info=not isinstance(err, UserError))
                 return None
@@ -65,9 +71,18 @@ def _reporting_user_errors(run: Callable[[DictConfig], object]) -> Callable[[Dic
                 raise SystemExit(2) from None
             raise
         status(output_dir, names.COMPLETED)
+        settle(output_dir, None)
         return result
 
     return wrapped
+
+
+def _as_user_error(err: BaseException) -> BaseException:
+    """A config value left ``???`` (e.g. eval's ``ckpt_path``) is the user's to give: a one-line UserError."""
+    if isinstance(err, MissingMandatoryValue):
+        key = err.full_key or "a config value"
+        return UserError(f"{key} is required (it is ??? in the config): pass {key}=<value> on the command line")
+    return err
 
 
 def _train(cfg: DictConfig) -> float | None:
@@ -97,12 +112,26 @@ def _feedback(cfg: DictConfig) -> None:
     run_feedback(cfg)
 
 
+def _serve(cfg: DictConfig) -> None:
+    from divrec.serving.server import serve
+
+    serve(cfg, overrides=HydraConfig.get().overrides.task)
+
+
+def _export(cfg: DictConfig) -> None:
+    from divrec.serving.export import export
+
+    export(cfg, overrides=HydraConfig.get().overrides.task)
+
+
 # command name = config name
 RUNNERS: dict[str, Callable[[DictConfig], object]] = {
     "train": _train,
     "eval": _eval,
     "recommend": _recommend,
     "feedback": _feedback,
+    "serve": _serve,
+    "export": _export,
 }
 
 
@@ -118,7 +147,58 @@ def main() -> None:
     sys.argv[0] = f"divrec {command}"
     record(command, sys.argv[1:])
     runner = _reporting_user_errors(RUNNERS[command])
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(runner)()
+    _run_hydra(hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(runner))
+
+
+def _run_hydra(app: Callable[[], object]) -> None:
+    """Run the Hydra app; its errors about the command line (an unknown key or group option, a malformed override)
+    end like divrec's: ``error: <one line>`` and exit status 2. Hydra prints them over several lines and exits 1
+    unless ``HYDRA_FULL_ERROR=1``, with which it raises them: set for Hydra's call, unless the user set it (to see
+    Hydra's full stack traces, which they then get unchanged)."""
+    previous = os.environ.get(FULL_ERROR)
+    if previous == "1":
+        app()
+        return
+    os.environ[FULL_ERROR] = "1"
+    try:
+        app()
+    except COMMAND_LINE_ERRORS as err:
+        print(f"error: {hydra_error_line(err)}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    finally:
+        if previous is None:
+            os.environ.pop(FULL_ERROR, None)
+        else:
+            os.environ[FULL_ERROR] = previous
+
+
+def hydra_error_line(err: BaseException) -> str:
+    """Hydra's multi-line message on one line: its lines joined, each list (the indented lines under a line ending
+    in ':', e.g. the available options of a group) joined with ', ', and the OmegaConf cause's first line added."""
+    sections: list[str] = []
+    header: str | None = None
+    items: list[str] = []
+    for raw in [*str(err).splitlines(), ""]:
+        line = raw.strip()
+        if header is not None and line and raw[:1].isspace():
+            items.append(line)
+            continue
+        if header is not None:
+            sections.append(f"{header} {(' | ' if any(',' in i for i in items) else ', ').join(items)}".rstrip())
+            header, items = None, []
+        if line.endswith(":"):
+            header = line
+        elif line:
+            sections.append(line)
+    if isinstance(err, OverrideParseException) and err.override:
+        sections.insert(0, f"cannot parse the override {err.override!r}:")
+    text = ""
+    for section in sections:
+        text += section if not text else (" " if text.endswith((".", ":")) else "; ") + section
+    cause = err.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
+        text += f" ({str(cause).strip().splitlines()[0]})"
+    return text
 
 
 if __name__ == "__main__":

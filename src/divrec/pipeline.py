@@ -12,15 +12,25 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning_fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from divrec import names
-from divrec.checkpointing import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_path
+from divrec.checkpointing import (
+    AtomicCheckpointIO,
+    check_resumable,
+    load_weights,
+    read_checkpoint,
+    remove_partials,
+    resume_path,
+    stored_config,
+)
 from divrec.data.datamodule import SeqDataModule
 from divrec.data.types import ProcessedData
+from divrec.errors import UserError
 from divrec.inspection.hparams import flat_hparams, log_hparams
 from divrec.lit.module import SeqRecModule
 from divrec.lit.strategies import check_launcher
@@ -31,15 +41,23 @@ from divrec.report import metrics_table, write_config, write_metrics, write_per_
 from divrec.rerank import Reranker
 from divrec.tasks import Objective
 from divrec.tasks.finetune import FineTune
+from divrec.validation import validate
 
 log = logging.getLogger(__name__)
 
 
 def check_config(cfg: DictConfig) -> tuple[Objective, ModelSpec]:
     """Everything that can be refused from the config alone, before any data is loaded: the model against its own
-    class's config, the objective against what the model serves, the inspection callbacks against the model."""
+    class's config, the objective against what the model serves, the inspection callbacks against the model. First
+    every settable value against its type and range (``divrec.validation``), the trainer's against this machine."""
+    validate(cfg)
     spec = check_model_config(cfg.model)
-    task: Objective = instantiate(cfg.task)
+    try:
+        task: Objective = instantiate(cfg.task)
+    except InstantiationException as err:  # the objective's own one-line refusal, not Hydra's wrapper around it
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
     task.check_backbone(spec)
     maps = OmegaConf.select(cfg, "callbacks.attention_maps.users", default=None)
     if isinstance(maps, int) and maps > 0 and not spec.attention_maps:
@@ -152,12 +170,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (resuming ``ckpt_path``; ``last`` = this run folder's last.ckpt), then evaluate the best checkpoint (by
     ``callbacks.model_checkpoint.monitor``) on val and test."""
     output_dir = Path(cfg.paths.output_dir)
+    check_config(cfg)  # what the config alone refuses, before the trainer and before anything is written
     ckpt_path = resume_path(cfg)
     if ckpt_path:  # a bad or foreign checkpoint fails here, before anything is written
         check_resumable(cfg, read_checkpoint(ckpt_path, mmap=True), ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     trainer = make_trainer(cfg, output_dir)
     if trainer.is_global_zero:
+        remove_partials(cfg)  # temporaries of a checkpoint write that a kill interrupted
         write_config(output_dir, cfg)
     datamodule, module = build(cfg)
     init_counts = init_backbone(cfg, datamodule, module)
@@ -206,15 +226,16 @@ def load_checkpoint(path: str) -> dict[str, Any]:
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Evaluate a checkpoint on val and test without training; data/model/task come from the checkpoint's own
     config. ``overrides`` (the command line's) that select a group (``data=beauty``) replace it; those that set
-    one of its keys (``data.eval_batch_size=64``) change that key of the checkpoint's group."""
+    one of its keys (``data.eval_batch_size=64``) change that key of the checkpoint's group. Nothing is written
+    until the checkpoint's weights are loaded into a model built for the data (same catalog size)."""
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     cfg = checkpoint_config(cfg, checkpoint, overrides)
+    datamodule, module = build(cfg)  # check_config first: what the config alone refuses, before any data
+    load_weights(module, checkpoint, cfg.ckpt_path, module.backbone.n_items)
     trainer = make_trainer(cfg, output_dir)
     if trainer.is_global_zero:
         write_config(output_dir, cfg)
-    datamodule, module = build(cfg)
-    module.load_state_dict(checkpoint["state_dict"])
     metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
     metrics |= _stage_metrics(trainer.test(module, datamodule=datamodule, verbose=False))
     return finish(cfg, trainer, metrics, output_dir)
@@ -222,10 +243,9 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
 
 def checkpoint_config(cfg: DictConfig, checkpoint: dict[str, Any], overrides: Sequence[str]) -> DictConfig:
     """``cfg`` with data/model/task taken from the config stored in ``checkpoint``, except what ``overrides`` set:
-    a group override (``data=beauty``) replaces the group, a key override (``data.x=1``) changes that key."""
-    stored = checkpoint.get(names.CONFIG_KEY)
-    if stored is None:
-        return cfg
+    a group override (``data=beauty``) replaces the group, a key override (``data.x=1``) changes that key. A file
+    without a stored config (a warm-start ``backbone.pt``, a foreign Lightning checkpoint) is refused."""
+    stored = stored_config(checkpoint, str(cfg.ckpt_path))
     keys = [o.lstrip("+").split("=")[0] for o in overrides if not o.startswith("~")]
     replaced = {key for key in keys if "." not in key}  # `data=beauty`: the whole group
     cfg = cfg.copy()

@@ -19,7 +19,7 @@ from divrec import names
 from divrec.data.distributed import EpochShardBatchSampler, EvalShardBatchSampler, process_shard
 from divrec.data.errors import DataError
 from divrec.data.prepare import prepare_dataset
-from divrec.data.splits import ranges
+from divrec.data.splits import LeaveOneOut, ranges
 from divrec.data.types import EvalSplit, ProcessedData
 from divrec.data.windows import last_items, right_padded, training_windows, window_ends
 from divrec.errors import UserError
@@ -177,6 +177,24 @@ class SeqDataModule(pl.LightningDataModule):
         new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return new_offsets, items[rows], None if ratings is None else ratings[rows]
 
+    def _no_windows(self) -> str:
+        """Why there is nothing to train on, in data terms (every training sequence is shorter than 2 items)."""
+        offsets, _, _ = self._training_sequences(self.load())
+        longest = int(np.diff(offsets).max()) if len(offsets) > 1 else 0
+        options = ["add interactions"]
+        loo = isinstance(self.split, LeaveOneOut)
+        val_items = self.split.val_items if loo else 1
+        if val_items > 1:
+            options.append(f"lower data.split.val_items (now {val_items})")
+        if self.train_users_fraction < 1.0:
+            options.append(f"raise data.train_users_fraction (now {self.train_users_fraction})")
+        return (
+            "too little data to train: no training sequence has the 2 items a window needs (an input and a target); "
+            f"after holding out the validation and test items the longest has {longest}"
+            + (f" (leave-one-out needs {3 + val_items} interactions per user)" if loo else "")
+            + f"; {' or '.join(options)}"
+        )
+
     @property
     def n_items(self) -> int:
         return self.load().n_items
@@ -204,6 +222,8 @@ class SeqDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         windows = self.tensors[names.TRAIN][names.ITEMS]
+        if not len(windows):
+            raise DataError(self._no_windows())
         rank, world = self._shard()
         sampler = EpochShardBatchSampler(
             (windows != 0).sum(1), self.batch_size, self.seed, self.group_batches, rank=rank, world_size=world

@@ -48,10 +48,16 @@ class EvalShardBatchSampler(Sampler[list[int]]):
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        if n_rows == 0:
+            raise ShardError(
+                f"no {what} to evaluate: no user has enough interactions for the split (data.split); add "
+                "interactions, or lower the preprocessing filters (data.preprocessing.user_core / item_core)"
+            )
         if n_rows < world_size:
             raise ShardError(
                 f"cannot evaluate {n_rows} {what} on {world_size} processes (every process needs at least one); "
-                "use fewer devices (trainer.devices / trainer.num_nodes) for this dataset"
+                "use fewer devices (trainer.devices / trainer.num_nodes) for this dataset, or more data (only users "
+                "with enough interactions for data.split are evaluated)"
             )
         self.rows = np.arange(rank, n_rows, world_size)
         largest = -(-n_rows // world_size)

@@ -12,6 +12,7 @@ from divrec.data.features import item_categories, item_titles, user_features
 from divrec.data.locate import locate
 from divrec.data.preprocess import Preprocessing
 from divrec.data.splits import Split
+from divrec.data.sufficiency import check_evaluable
 from divrec.data.types import ProcessedData
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def prepare_dataset(
     if path is not None and path.is_file():
         try:
             data, meta = cache.load(path, key)
+            check_evaluable(data, split, preprocessing)  # a cache written before this check existed
             log.info("%s; cache hit %s", summary(source.name, data, meta.get(N_INTERACTIONS)), path)
             return data
         except cache.CacheError as err:
@@ -56,7 +58,8 @@ def prepare_dataset(
 def build(
     source: Source, preprocessing: Preprocessing, split: Split, folder: Path, level: int = logging.DEBUG
 ) -> tuple[ProcessedData, int]:
-    """Load, preprocess, split and attach side information (no caching) → (data, preprocessed interactions)."""
+    """Load, preprocess, split and attach side information (no caching) → (data, preprocessed interactions); a
+    DataError when the split leaves no validation or test row (``check_evaluable``)."""
     start = time.perf_counter()
     raw = source.load(folder)
     log.log(level, "%s: loaded %d raw interactions in %.1fs", source.name, len(raw.interactions), _since(start))
@@ -83,6 +86,7 @@ def build(
         train_ratings=parts.train_ratings,
     )
     log.log(level, "%s: split and features done in %.1fs", source.name, _since(start))
+    check_evaluable(data, split, preprocessing, raw.interactions)
     return data, len(seqs.items)
 
 

@@ -21,6 +21,7 @@ from divrec.data.types import RawData
 from divrec.names import ITEM, RATING, TIME, USER
 
 log = logging.getLogger(__name__)
+NOTHING_LEFT = "no interactions left after preprocessing"
 
 
 @dataclasses.dataclass
@@ -79,18 +80,47 @@ class Preprocessing:
         if self.drop_duplicates:
             rows = rows[first_occurrences(users[rows], items[rows], len(item_ids))]
         kept.append(len(rows))
-        rows = k_core(rows, users, items, self.user_core, self.item_core)
-        log.debug("interactions: %d raw, %d after threshold, %d after duplicates, %d after k-core", *kept, len(rows))
         if len(rows) == 0:
-            raise DataError(
-                f"no interactions left after preprocessing {dataclasses.asdict(self)}; "
-                f"lower {PREPROCESSING_KEY}.user_core / item_core / rating_threshold"
-            )
+            raise DataError(self._nothing_kept(table, kept))
+        cored = k_core(rows, users, items, self.user_core, self.item_core)
+        log.debug("interactions: %d raw, %d after threshold, %d after duplicates, %d after k-core", *kept, len(cored))
+        if len(cored) == 0:
+            raise DataError(self._core_removes_all(users[rows], items[rows]))
+        rows = cored
         seqs = _remap(rows, users, items, times, user_ids, item_ids)
         if RATING in table.columns:
             ratings = pd.to_numeric(table[RATING], errors="coerce").to_numpy(dtype=np.float32)
             seqs.ratings = ratings[rows]
         return seqs
+
+    def _nothing_kept(self, table: pd.DataFrame, kept: list[int]) -> str:
+        """Why no interaction is left before the k-core: an empty source, or a rating threshold above all ratings."""
+        if kept[0] == 0:
+            return f"{NOTHING_LEFT}: the source has no interactions; check data.source (is its file empty?)"
+        ratings = pd.to_numeric(table[RATING], errors="coerce")
+        return (
+            f"{NOTHING_LEFT}: {PREPROCESSING_KEY}.rating_threshold={self.rating_threshold} keeps none of the "
+            f"{kept[0]:,} interactions "
+            f"(ratings {ratings.min():g}..{ratings.max():g}); lower it or set {PREPROCESSING_KEY}.rating_threshold=null"
+        )
+
+    def _core_removes_all(self, users: np.ndarray, items: np.ndarray) -> str:
+        """The k-core that removes everything, in data terms: how many users / items reach each threshold."""
+        facts = []
+        for what, core, ids in (("users", self.user_core, users), ("items", self.item_core, items)):
+            counts = np.bincount(ids)
+            counts = counts[counts > 0]
+            if core > 1:
+                facts.append(
+                    f"{int((counts >= core).sum()):,} of {len(counts):,} {what} have >= {core} interactions "
+                    f"(most: {counts.max()})"
+                )
+        return (
+            f"{NOTHING_LEFT}: the k-core filter ({PREPROCESSING_KEY}.user_core={self.user_core}, "
+            f"item_core={self.item_core}) removes "
+            f"all {len(users):,} interactions: before it, {' and '.join(facts)} (it repeats until every user and item "
+            f"meets its threshold); lower {PREPROCESSING_KEY}.user_core / {PREPROCESSING_KEY}.item_core (0 = off)"
+        )
 
     def _threshold(self, table: pd.DataFrame) -> np.ndarray:
         """Row indices kept by the rating threshold (all rows if none is set)."""

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import gzip
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,8 +17,10 @@ import pandas as pd
 from divrec.data.base import Source
 from divrec.data.download import install_zip
 from divrec.data.errors import SOURCE_KEY, DataError, shorten
+from divrec.data.readers import Column, json_lines, read_columns, read_json, require_fields, text_lines
 from divrec.data.synthetic import Synthetic
 from divrec.data.types import RawData
+from divrec.data.values import ids, numeric, times
 from divrec.names import CATEGORIES, ITEM, RATING, TIME, TITLE, USER
 
 __all__ = [
@@ -60,8 +59,8 @@ class MovieLens100K(Source):
     def load(self, folder: Path) -> RawData:
         raw = folder / "raw"
         inter = _read_table(raw / "u.data", "\t", [USER, ITEM, RATING, TIME], "latin-1")
-        inter[RATING] = _numeric(inter[RATING], raw / "u.data", RATING)
-        inter[TIME] = _numeric(inter[TIME], raw / "u.data", TIME).astype(np.int64)
+        inter[RATING] = numeric(inter[RATING], raw / "u.data", RATING)
+        inter[TIME] = numeric(inter[TIME], raw / "u.data", TIME).astype(np.int64)
         genres = _read_table(raw / "u.genre", "|", ["genre", "index"], "latin-1")["genre"].to_numpy()
         item_cols = ["id", TITLE, "release", "video", "url", *[f"g{i}" for i in range(len(genres))]]
         items = _read_table(raw / "u.item", "|", item_cols, "latin-1")
@@ -69,7 +68,7 @@ class MovieLens100K(Source):
         categories = [list(genres[row]) for row in flags]
         item_features = pd.DataFrame({CATEGORIES: categories, TITLE: items[TITLE].to_numpy()}, index=items["id"])
         users = _read_table(raw / "u.user", "|", ["id", AGE, GENDER, OCCUPATION, "zip"], "latin-1")
-        ages = _numeric(users[AGE], raw / "u.user", AGE)
+        ages = numeric(users[AGE], raw / "u.user", AGE)
         buckets = pd.cut(ages, AGE_EDGES, right=False, labels=AGE_LABELS).astype(str)
         user_features = pd.DataFrame(
             {AGE: buckets.to_numpy(), GENDER: users[GENDER].to_numpy(), OCCUPATION: users[OCCUPATION].to_numpy()},
@@ -122,69 +121,86 @@ class AmazonReviews(Source):
         spec |= {RATING: ("rating_field", self.rating_field), TIME: ("time_field", self.time_field)}
         fields = {col: (option, key) for col, (option, key) in spec.items() if key is not None}
         columns: dict[str, list[Any]] = {col: [] for col in fields}
-        for lineno, record in _json_lines(path):
+        lines: list[int] = []
+        for lineno, record in json_lines(path):
             for col, (option, key) in fields.items():
                 if key not in record:
                     raise DataError(
                         f"{path} line {lineno}: no field '{key}' (found {sorted(record)}); "
                         f"set {SOURCE_KEY}.{option} to one of them or fix that line"
                     )
+                if col in (USER, ITEM) and not _is_id(record[key]):
+                    raise DataError(
+                        f"{path} line {lineno}: field '{key}' is {shorten(repr(record[key]))}, not an id "
+                        "(a non-empty string or an integer); fix or delete that line"
+                    )
                 columns[col].append(record[key])
-        inter = pd.DataFrame(columns)
+            lines.append(lineno)
+        if not lines:
+            raise DataError(f"{path}: no reviews (the file is empty); it needs one JSON object per line")
+        inter = pd.DataFrame({col: pd.Series(values, dtype=object) for col, values in columns.items()})
         inter[[USER, ITEM]] = inter[[USER, ITEM]].astype(str)
         for col in (RATING, TIME):
             if col in inter:
-                inter[col] = _numeric(inter[col], path, fields[col][1])
+                inter[col] = numeric(inter[col], path, fields[col][1], where=lines)
         return RawData(inter)
 
 
 @dataclasses.dataclass(kw_only=True)
 class TabularInteractions(Source):
-    """A generic interaction table (CSV, or Parquet by suffix) with configurable column names.
+    """A generic interaction table (CSV, or Parquet by suffix) with configurable columns.
 
-    ``path`` (and ``item_features_path``) may be absolute or relative to the dataset folder. Item categories are
+    ``path`` (and ``item_features_path``) may be absolute or relative to the dataset folder. Columns are named by
+    the header line, or (``header=False``: a file without one) given as 0-based positions. Item categories are
     one separator-joined string per item (``categories_sep``) or, in Parquet, a list column.
     """
 
     name: str = "csv"
-    path: str
-    user_col: str = USER
-    item_col: str = ITEM
-    time_col: str | None = None
-    rating_col: str | None = None
+    path: str | None = None  # required; None only so that a missing path is reported as a DataError
+    header: bool = True  # False: the files have no header line and every *_col is a 0-based column position
+    user_col: Column = USER
+    item_col: Column = ITEM
+    time_col: Column | None = None
+    rating_col: Column | None = None
     sep: str = ","
     item_features_path: str | None = None
-    item_features_item_col: str | None = None  # default: item_col
-    categories_col: str | None = None
+    item_features_item_col: Column | None = None  # default: item_col
+    categories_col: Column | None = None
     categories_sep: str = "|"
-    title_col: str | None = None
+    title_col: Column | None = None
 
     @property
     def files(self) -> tuple[str, ...]:
+        if not self.path:
+            raise DataError(
+                f"{SOURCE_KEY}.path is not set: data=csv reads your interactions file; set "
+                f"{SOURCE_KEY}.path=/abs/path/interactions.csv (CSV, or Parquet by its .parquet suffix)"
+            )
         return (self.path,) if self.item_features_path is None else (self.path, self.item_features_path)
 
     def load(self, folder: Path) -> RawData:
-        path = folder / self.path
+        path = folder / self.files[0]
         wanted = {"user_col": self.user_col, "item_col": self.item_col}
         wanted |= {"time_col": self.time_col, "rating_col": self.rating_col}
-        table = _read_columns(path, {k: v for k, v in wanted.items() if v is not None}, self.sep)
-        users, items = _ids(table[self.user_col], path, "user_col"), _ids(table[self.item_col], path, "item_col")
+        table = read_columns(path, {k: v for k, v in wanted.items() if v is not None}, self.sep, self.header)
+        users, items = ids(table[self.user_col], path, "user_col"), ids(table[self.item_col], path, "item_col")
         inter = pd.DataFrame({USER: users, ITEM: items})
         if self.time_col is not None:
-            inter[TIME] = _times(table[self.time_col], path, self.time_col)
+            inter[TIME] = times(table[self.time_col], path, self.time_col)
         if self.rating_col is not None:
-            inter[RATING] = _numeric(table[self.rating_col], path, self.rating_col)
+            inter[RATING] = numeric(table[self.rating_col], path, self.rating_col)
         return RawData(inter, self._item_features(folder))
 
     def _item_features(self, folder: Path) -> pd.DataFrame | None:
         if self.item_features_path is None:
             return None
         path = folder / self.item_features_path
-        item_col = self.item_features_item_col or self.item_col
+        item_col = self.item_col if self.item_features_item_col is None else self.item_features_item_col
         wanted = {"item_features_item_col": item_col, "categories_col": self.categories_col}
         wanted["title_col"] = self.title_col
-        table = _read_columns(path, {k: v for k, v in wanted.items() if v is not None}, self.sep)
-        features = pd.DataFrame(index=pd.Index(_ids(table[item_col], path, "item_features_item_col"), dtype=str))
+        wanted = {k: v for k, v in wanted.items() if v is not None}
+        table = read_columns(path, wanted, self.sep, self.header, rows=("item", "item_features_path"))
+        features = pd.DataFrame(index=pd.Index(ids(table[item_col], path, "item_features_item_col"), dtype=str))
         if self.categories_col is not None:
             features[CATEGORIES] = _split_categories(table[self.categories_col], self.categories_sep)
         if self.title_col is not None:
@@ -224,11 +240,11 @@ class RecBoleAtomic(Source):
         stem = folder / (self.prefix or self.name)
         path = stem.with_name(stem.name + ".inter")
         table, _ = _read_atomic(path)
-        _require_fields(path, table, {"user_field": self.user_field, "item_field": self.item_field})
+        require_fields(path, list(table.columns), {"user_field": self.user_field, "item_field": self.item_field})
         inter = pd.DataFrame({USER: table[self.user_field].to_numpy(), ITEM: table[self.item_field].to_numpy()})
         for col, field in ((RATING, self.rating_field), (TIME, self.time_field)):
             if field is not None and field in table:
-                inter[col] = _numeric(table[field], path, field)
+                inter[col] = numeric(table[field], path, field)
         item_path, user_path = stem.with_name(stem.name + ".item"), stem.with_name(stem.name + ".user")
         items = self._item_features(item_path) if item_path.is_file() else None
         users = self._user_features(user_path) if user_path.is_file() else None
@@ -236,7 +252,7 @@ class RecBoleAtomic(Source):
 
     def _item_features(self, path: Path) -> pd.DataFrame:
         table, _ = _read_atomic(path)
-        _require_fields(path, table, {"item_field": self.item_field})
+        require_fields(path, list(table.columns), {"item_field": self.item_field})
         features = pd.DataFrame(index=pd.Index(table[self.item_field].to_numpy(), dtype=str))
         auto_categories = ("class", "categories", "genre")
         categories = _pick_field(path, table, "categories_field", self.categories_field, auto_categories)
@@ -250,53 +266,29 @@ class RecBoleAtomic(Source):
 
     def _user_features(self, path: Path) -> pd.DataFrame:
         table, types = _read_atomic(path)
-        _require_fields(path, table, {"user_field": self.user_field})
+        require_fields(path, list(table.columns), {"user_field": self.user_field})
         names = self.user_feature_fields
         if names is None:
             names = [c for c in table.columns if c != self.user_field and types[c] == "token"]
-        _require_fields(path, table, {f"user_feature_fields[{i}]": n for i, n in enumerate(names)})
+        require_fields(path, list(table.columns), {f"user_feature_fields[{i}]": n for i, n in enumerate(names)})
         index = pd.Index(table[self.user_field].to_numpy(), dtype=str)
         return pd.DataFrame({n: table[n].to_numpy() for n in names}, index=index)
-
-
-def _read_columns(path: Path, wanted: dict[str, str], sep: str) -> pd.DataFrame:
-    """The ``wanted`` columns (config option → column name) of a CSV/Parquet file; ids and text kept as str."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        found = list(pq.read_schema(path).names)
-    else:
-        found = list(pd.read_csv(path, sep=sep, nrows=0).columns)
-    _require_fields(path, pd.DataFrame(columns=found), wanted)
-    columns = list(dict.fromkeys(wanted.values()))
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path, columns=columns)
-    return pd.read_csv(path, sep=sep, usecols=columns, dtype=str)
-
-
-def _require_fields(path: Path, table: pd.DataFrame, wanted: dict[str, str]) -> None:
-    """DataError listing the missing columns, the columns found and the config options to set."""
-    found = [str(c) for c in table.columns]
-    missing = {option: col for option, col in wanted.items() if col not in table.columns}
-    if missing:
-        options = ", ".join(f"{SOURCE_KEY}.{option}" for option in dict.fromkeys(missing))
-        raise DataError(
-            f"{path}: missing column(s) {list(missing.values())} (found {found}); set {options} to one of {found}"
-        )
 
 
 def _pick_field(path: Path, table: pd.DataFrame, option: str, field: str | None, auto: tuple[str, ...]) -> str | None:
     """The configured field (must exist) or, if None, the first of ``auto`` present (or None)."""
     if field is not None:
-        _require_fields(path, table, {option: field})
+        require_fields(path, list(table.columns), {option: field})
         return field
     return next((c for c in auto if c in table.columns), None)
 
 
 def _read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """A RecBole atomic file as str columns named by the part before ``:``, and name → declared type."""
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\r\n").split("\t")
+    first = next((line for _, line in text_lines(path)), "")  # also: the file is UTF-8 text
+    if not first.strip():
+        raise DataError(f"{path}: the first line is empty; it must name the fields (user_id:token<TAB>...)")
+    header = first.rstrip("\r\n").split("\t")
     names = [h.split(":", 1)[0] for h in header]
     types = {n: (h.split(":", 1)[1] if ":" in h else "token") for n, h in zip(names, header, strict=True)}
     try:
@@ -309,28 +301,9 @@ def _read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     return table, types
 
 
-def _ids(values: pd.Series, path: Path, option: str) -> np.ndarray:
-    """Id column → str array; an empty id is reported by its row."""
-    missing = np.flatnonzero(values.isna().to_numpy())
-    if len(missing):
-        raise DataError(
-            f"{path}: row {missing[0] + 1} has no value in column '{values.name}' ({SOURCE_KEY}.{option}); "
-            "fill or delete that row"
-        )
-    return values.astype(str).to_numpy()
-
-
-def _times(values: pd.Series, path: Path, column: str) -> pd.Series:
-    """Numbers stay numbers; date strings become int64 nanoseconds since the epoch."""
-    if pd.api.types.is_numeric_dtype(values) or pd.to_numeric(values, errors="coerce").notna().all():
-        return _numeric(values, path, column)
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values.astype("datetime64[ns]").astype(np.int64)
-    try:
-        return pd.to_datetime(values).astype("datetime64[ns]").astype(np.int64)
-    except (ValueError, TypeError) as err:
-        message = f"{path}: column '{column}' is neither numbers nor dates ({err}); fix it or unset time_col"
-        raise DataError(message) from err
+def _is_id(value: object) -> bool:
+    """A JSON value usable as a user / item id: a non-empty string or an integer (not a bool, null or container)."""
+    return (isinstance(value, str) and bool(value.strip())) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _split_categories(values: pd.Series, sep: str) -> list[list[str]]:
@@ -358,65 +331,32 @@ def _read_table(path: Path, sep: str, names: list[str], encoding: str) -> pd.Dat
         raise DataError(message) from err
 
 
-def _numeric(values: pd.Series, path: Path, column: str) -> pd.Series:
-    """``values`` as numbers; the first non-numeric entry is reported by row."""
-    out = pd.to_numeric(values, errors="coerce")
-    bad = np.flatnonzero(out.isna().to_numpy())
-    if len(bad):
-        raise DataError(
-            f"{path}: column '{column}' row {bad[0] + 1} is not a number ({shorten(str(values.iloc[bad[0]]))!r}); "
-            "fix or delete that row"
-        )
-    return out
-
-
 def _read_sequences(path: Path) -> tuple[list[str], np.ndarray, list[str]]:
     """Users, sequence lengths and the flat item tokens of an S3-Rec sequence file (blank lines skipped)."""
     users: list[str] = []
     lengths: list[int] = []
     items: list[str] = []
-    with open(path, encoding="utf-8") as lines:
-        for lineno, line in enumerate(lines, 1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            if len(tokens) < 2 or not all(t.isascii() and t.isdigit() for t in tokens):
-                raise DataError(
-                    f'{path} line {lineno}: expected "user_id item_id ..." integers, got {shorten(line)!r}; '
-                    "fix or delete that line"
-                )
-            users.append(tokens[0])
-            lengths.append(len(tokens) - 1)
-            items.extend(tokens[1:])
+    for lineno, line in text_lines(path):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) < 2 or not all(t.isascii() and t.isdigit() for t in tokens):
+            raise DataError(
+                f'{path} line {lineno}: expected "user_id item_id ..." integers, got {shorten(line)!r}; '
+                "fix or delete that line"
+            )
+        users.append(tokens[0])
+        lengths.append(len(tokens) - 1)
+        items.extend(tokens[1:])
+    if not users:
+        raise DataError(f'{path}: no sequences (the file is empty); it needs one "user_id item_id ..." line per user')
     return users, np.asarray(lengths, dtype=np.int64), items
 
 
 def _read_attributes(path: Path) -> pd.DataFrame:
     """``{"item": [attr, ...]}`` JSON → item features with CATEGORIES as lists of str ids."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            mapping = json.load(f)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} line {err.lineno}: invalid JSON ({err.msg}); fix or re-fetch the file") from err
+    mapping = read_json(path)
     if not isinstance(mapping, dict) or not all(isinstance(v, list) for v in mapping.values()):
         raise DataError(f'{path}: expected a JSON object {{"item_id": [attribute_id, ...]}}; fix or re-fetch the file')
     categories = [[str(a) for a in attrs] for attrs in mapping.values()]
     return pd.DataFrame({CATEGORIES: categories}, index=pd.Index([str(k) for k in mapping], dtype=str))
-
-
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(1-based line number, object) for each non-blank line of a JSON-lines file (``.gz`` = gzip)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(
-                    f"{path} line {lineno}: invalid JSON ({err.msg}): {shorten(line)!r}; fix or delete that line"
-                ) from err
-            if not isinstance(record, dict):
-                raise DataError(f"{path} line {lineno}: expected a JSON object, got {shorten(line)!r}; fix that line")
-            yield lineno, record

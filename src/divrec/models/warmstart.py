@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from divrec.checkpointing import load_failure
 from divrec.errors import UserError
 from divrec.models.contract import SequenceEncoder
 from divrec.models.encoder import LEGACY_PREFIXES
@@ -98,7 +99,7 @@ def read_backbone(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a torch file, unsafe content
-        reason = f"{err.__class__.__name__}: {err}".splitlines()[0]
+        reason = f"{err.__class__.__name__}: {load_failure(err)}"  # never torch's "weights_only=False" advice
         raise WarmStartError(f"cannot read backbone checkpoint {path} ({reason}); {hint}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WarmStartError(f"{path} is not a divrec backbone file (format {FORMAT}); {hint}")
