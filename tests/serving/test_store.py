@@ -5,6 +5,7 @@ The crash test (kill -9 of a real ``divrec serve`` after N acknowledged events) 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,22 @@ def test_an_unwritable_database_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "db").mkdir()  # a folder where the file should be
     with pytest.raises(UserError, match=r"cannot open the feedback table"):
         FeedbackStore(f"sqlite:///{tmp_path / 'db'}")
+
+
+POSTGRES_URL = os.environ.get("DIVREC_TEST_POSTGRES_URL")  # .ci/run starts a throwaway server (scripts/postgres.sh)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="no PostgreSQL server: set DIVREC_TEST_POSTGRES_URL (scripts/postgres.sh)")
+def test_a_real_postgresql_server_stores_commits_and_isolates_failed_batches() -> None:
+    assert POSTGRES_URL is not None
+    store = FeedbackStore(POSTGRES_URL)
+    with store.engine.begin() as conn:  # a clean table for this test (the server is throwaway)
+        conn.execute(sa.text(f"DELETE FROM {TABLE}"))
+    assert store.append([FeedbackEvent("u1", "i1", "click", 1.0), FeedbackEvent("u2", "i2", "buy", 2.0)]) == 2
+    with pytest.raises(sa.exc.SQLAlchemyError):  # one bad event (id longer than the column): none of its batch
+        store.append([FeedbackEvent("u3", "i3"), FeedbackEvent("u4", "x" * 10_000)])
+    store.close()
+    reopened = FeedbackStore(POSTGRES_URL)  # committed means visible to a new connection pool
+    frame = reopened.read()
+    assert reopened.count() == 2 and list(frame[names.USER]) == ["u1", "u2"] and list(frame[EVENT]) == ["click", "buy"]
+    reopened.close()
