@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The serving benchmark record (experiments/serving/results/): `divrec serve` under load at concurrency 8 and 64 and
+# a hot reload during load, ONNX vs eager latency at batch 1 and 64, and ANN retrieval at 1M synthetic items.
+# Run on an otherwise idle machine, under the timing lock (one heavy job at a time):
+#   flock /tmp/divrec-timing.lock experiments/serving/run.sh [beauty SASRec checkpoint]
+# The server is pinned to core 0 and the load generator to core 1 (2-core machine), so neither slows the other.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd); cd "$root"
+ckpt=${1:-outputs/reproductions/beauty/sasrec/seed0/checkpoints/best.ckpt}
+other=${RELOAD_CKPT:-$(dirname "$ckpt")/last.ckpt}  # same model and catalog, other weights
+out=experiments/serving/results; mkdir -p "$out"
+work=$(mktemp -d /tmp/divrec-serve-bench.XXXXXX); trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+py=.venv/bin/python; port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+taskset -c 0 .venv/bin/divrec serve ckpt_path="$ckpt" port="$port" threads=1 feedback.url="sqlite:///$work/fb.sqlite" \
+  hydra.run.dir="$work/run" > "$work/server.log" 2>&1 & server=$!
+for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 1; done
+url=http://127.0.0.1:$port; load=(taskset -c 1 "$py" experiments/serving/load_test.py --url "$url" --n-items 12101)
+"${load[@]}" --concurrency 8 --requests 20000 --duration 20 --out "$out/load_c8.json"
+"${load[@]}" --concurrency 64 --requests 40000 --duration 20 --out "$out/load_c64.json"
+"${load[@]}" --concurrency 64 --requests 40000 --duration 20 --users 22363 --out "$out/load_c64_users.json"
+"${load[@]}" --concurrency 64 --requests 40000 --duration 20 --reload-at 5 --reload-path "$other" \
+  --out "$out/load_c64_reload.json"
+curl -s "$url/metrics" > "$out/metrics_after_load.txt"
+kill $server; wait $server 2>/dev/null || true
+$py experiments/serving/export_bench.py "$ckpt" --out "$out/onnx_vs_eager.md" --threads 2 --torchscript
+[ "${SKIP_ANN:-0}" = 1 ] || $py experiments/serving/ann_bench.py --items 1000000 --kinds ${ANN_KINDS:-ivf,hnsw} --threads 2 --ef-construction 100 \
+  --out "$out/ann_1m.md"
