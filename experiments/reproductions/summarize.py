@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("outputs/reproductions"))
     parser.add_argument("--out", type=Path, default=Path("experiments/reproductions/results.md"))
     args = parser.parse_args()
-    header = "| dataset | model | seeds | test NDCG@10 | test HR@10 | val NDCG@10 | epochs | s / epoch (seed 0) | s / val pass (seed 0) |"
+    header = ("| dataset | model | seeds | test NDCG@10 | test HR@10 | val NDCG@10 | epochs | s / epoch (seed 0) "
+              "| s / val pass (seed 0) |")
     lines = [header,
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for dataset in sorted(p for p in args.runs.iterdir() if p.is_dir()):
