@@ -216,3 +216,15 @@ def test_cli_prints_one_error_line_exits_2_and_caches_nothing(
     assert status == 2
     assert line.startswith("error: ") and re.search(expected, line), line
     assert leftovers(tmp_path / "data") == []
+
+
+def test_a_relative_path_that_exists_here_says_relative_paths_are_read_from_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from divrec.data.locate import locate
+    from divrec.data.sources import TabularInteractions
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.csv").write_text("user_id,item_id\n1,2\n")
+    with pytest.raises(DataError, match=r"mine.csv exists in the current folder.*data.source.path=\$PWD/mine.csv"):
+        locate(TabularInteractions(path="mine.csv"), tmp_path / "data", None, download=False)

@@ -39,6 +39,13 @@ def locate(source: Source, data_dir: Path, mirror: Path | None, download: bool) 
         except DataError as err:
             reason = f"download failed: {err}"
     where = f"{mirrored} ({MIRROR_KEY})" if mirrored is not None else f"no mirror ({MIRROR_KEY} unset)"
+    given = getattr(source, "path", None)  # file-path sources (data=csv): data.source.path
+    here = [str(given)] if given and not Path(given).is_absolute() and Path(given).is_file() else []
+    if here:  # a relative path the user meant from the current folder
+        raise DataError(
+            f"dataset '{source.name}': {here[0]} exists in the current folder, but relative file paths are read from "
+            f"{local} ({DATA_DIR_KEY}/{source.name}); pass an absolute path, e.g. data.source.path=$PWD/{here[0]}"
+        )
     raise DataError(
         f"dataset '{source.name}' not found (needs {list(source.files)}): looked in {local} ({DATA_DIR_KEY}) and "
         f"{where}, {reason}; put the files in one of these folders or go online"
