@@ -139,6 +139,11 @@ def test_sidecar_describes_the_interface_and_maps_ids(zoo: Zoo) -> None:
     assert meta["model"] == "TransformerBackbone" and meta["checkpoint"] == str(zoo.checkpoint("sasrec").resolve())
     raw = meta["item_raw_ids"]
     assert len(raw) == N_ITEMS + 1 and raw[0] == "" and len(set(raw)) == len(raw)
+    popular = meta["popularity"]  # the serving fallback: training counts, most popular first, every item here
+    data = restore(zoo.config("sasrec", zoo.base / "unused.onnx"))[2]
+    counts = np.bincount(data.train_items, minlength=N_ITEMS + 1)
+    assert sorted(popular["item_raw_ids"]) == sorted(raw[1:]) and popular["counts"] == sorted(popular["counts"])[::-1]
+    assert popular["counts"] == [int(counts[raw.index(r)]) for r in popular["item_raw_ids"]]
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -3,6 +3,7 @@
 Submodules (import from them; this package re-exports only ``Recommender`` and ``Recommendation``):
 
     recommender   ``Recommender``: top-K lists for raw-id histories or dataset users, from one checkpoint
+    onnx_recommender  ``OnnxRecommender``: the same for histories, from an exported ONNX file (onnxruntime)
     export        the scoring model written to a portable format (ONNX) and checked against PyTorch
     server        the FastAPI app (``divrec serve``): recommend, feedback, health, metrics, hot reload
     batching      micro-batching of concurrent requests into one ``Recommender`` call

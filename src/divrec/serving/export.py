@@ -61,6 +61,7 @@ LENGTHS, IDS, SCORES = "lengths", "ids", "scores"
 INPUTS, OUTPUTS = (names.ITEMS, LENGTHS), (IDS, SCORES)
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 SIDECAR_SUFFIX = ".json"
+POPULAR_TOP = 1000  # training-popular items in the sidecar: a server's fallback for a history with no known item
 TOLERANCE = 1e-4  # |exported - eager| score gap allowed, plus 1e-5 of the score's size
 
 
@@ -381,7 +382,17 @@ def sidecar(cfg: DictConfig, fmt: str, scorer: TopKScorer, data: ProcessedData, 
         "task_target": str(cfg.task._target_), "checkpoint": str(Path(cfg.ckpt_path).resolve()),
         "divrec_version": version(), "torch_version": torch.__version__,
         "item_raw_ids": [str(raw) for raw in data.item_raw_ids.tolist()],  # index = internal id; entry 0 = ""
+        "popularity": training_popularity(data, max(POPULAR_TOP, scorer.k)),
     }
+
+
+def training_popularity(data: ProcessedData, top: int) -> dict[str, list]:
+    """The ``top`` most frequent training items (raw ids, best first, ties by internal id) and their counts: the
+    list ``Recommender`` falls back to for a history with no known item."""
+    counts = np.bincount(data.train_items.astype(np.int64), minlength=data.n_items + 1)
+    order = np.argsort(-counts[1:], kind="stable")[:top] + 1  # (top,) internal ids, most popular first
+    return {"item_raw_ids": [str(data.item_raw_ids[i]) for i in order.tolist()],
+            "counts": [int(c) for c in counts[order].tolist()]}
 
 
 def write_checked(

@@ -6,7 +6,8 @@ optional ``exclude_seen`` and ``rerank``), ``POST /feedback`` (one event or ``{"
 the reply), ``POST /reload`` (optional ``{"ckpt_path": ...}``), ``GET /health`` and ``GET /metrics`` (Prometheus).
 Every bad request gets a 4xx and a one-line ``{"error": ...}``, and the server keeps serving. A reload is atomic:
 the batch being scored finishes on the old model, later ones use the new one, and a checkpoint that cannot be
-loaded is refused while the old model keeps serving.
+loaded is refused while the old model keeps serving. ``ckpt_path=<file>.onnx`` serves a ``divrec export`` file on
+onnxruntime instead (``onnx_recommender.py``: histories only, k up to the exported k), and reloads ``.onnx`` files.
 
 Speed on small machines: one uvicorn worker, one model thread fed by the micro-batcher (``batching.py``), plain
 Starlette routes whose bodies are parsed and validated in one pydantic call, responses serialised once, a pure ASGI
@@ -166,7 +167,7 @@ def checkpoint_version(path: str | Path) -> str:
     path gets a new version)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path}: no such file; give the path of a .ckpt file")
+        raise FileNotFoundError(f"ckpt_path={path}: no such file; give the path of a .ckpt (or exported .onnx) file")
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -378,9 +379,9 @@ async def _recommend(state: ServerState, raw: bytes) -> Response:
         kind, payload = USER, body.user
         if len(payload) > ID_CHARS or not state.slot.recommender.knows_user(payload):
             log.debug("unknown user %s", state.telemetry.user_ref(payload))
+            why = getattr(state.slot.recommender, "no_users_reason", None) or "not in the data it was trained on"
             return error_response(
-                404, f"user {payload[:ID_CHARS]!r} is unknown to the model (not in the data it was trained on); "
-                "send its history instead"
+                404, f"user {payload[:ID_CHARS]!r} is unknown to the model ({why}); send its history instead"
             )
     try:
         rec, version = await state.batcher.run((kind, k, body.exclude_seen, body.rerank), payload)
@@ -469,17 +470,17 @@ def check_address(host: str, port: object) -> None:
 
 
 def serve(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
-    """Load ``cfg.ckpt_path`` and serve it on ``cfg.host:cfg.port`` until stopped (Ctrl-C / SIGTERM)."""
-    import torch
+    """Load ``cfg.ckpt_path`` (a checkpoint or an exported ``.onnx`` file) and serve it on ``cfg.host:cfg.port``
+    until stopped (Ctrl-C / SIGTERM)."""
     import uvicorn
 
-    from divrec.serving.recommender import Recommender
+    from divrec.serving.onnx_recommender import load_recommender
 
     settings = settings_from_config(cfg)
     check_address(str(cfg.host), cfg.port)  # before the model loads: a busy port or bad URL fails at once
     store = FeedbackStore(settings.feedback_url, settings.feedback_synchronous) if settings.feedback_url else None
-    torch.set_num_threads(int(cfg.threads))
-    recommender = Recommender.from_checkpoint(cfg.ckpt_path, overrides=model_overrides(overrides), device=cfg.device)
+    recommender = load_recommender(str(cfg.ckpt_path), model_overrides(overrides), str(cfg.device), int(cfg.threads),
+                                   settings.default_k)
     app = create_app(recommender, settings, store)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
         log.warning("host=%s without a token: anyone who can reach it may POST /feedback and /reload", cfg.host)
