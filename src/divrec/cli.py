@@ -1,7 +1,8 @@
 """``divrec <command> [hydra overrides]``: thin Hydra entry points over ``divrec.pipeline``.
 
-Commands: ``train`` (default), ``eval``, ``recommend`` and ``feedback`` (Hydra), and ``compare`` (plain argparse,
-no config). Config folder: the installed package's ``conf/`` (a wheel carries it) or the repository's ``conf/``
+Commands: ``train`` (default), ``eval``, ``recommend`` and ``feedback`` (Hydra), ``compare`` (plain argparse,
+no config) and ``leaderboard`` (plain ``key=value``, no config; it runs ``divrec train -m`` per cell group).
+Config folder: the installed package's ``conf/`` (a wheel carries it) or the repository's ``conf/``
 (editable install); add your own folders with
 ``hydra.searchpath=[file:///abs/dir]`` or Hydra's ``--config-dir``.
 """
@@ -141,6 +142,10 @@ def main() -> None:
         from divrec.compare.cli import main as compare
 
         raise SystemExit(compare(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "leaderboard":  # plain key=value command: runs `divrec train -m` itself
+        from divrec.leaderboard.cli import main as leaderboard
+
+        raise SystemExit(leaderboard(sys.argv[2:]))
     command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in RUNNERS else "train"
     if len(sys.argv) > 1 and sys.argv[1] == command:
         sys.argv.pop(1)

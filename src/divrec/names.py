@@ -36,6 +36,7 @@ PRECISION = "precision"
 RECALL = "recall"
 ITEM_COVERAGE = "item_coverage"
 LOSS = "loss"
+RANK = "rank"  # per_user.parquet: the target's 1-based rank (test/rank); every rank metric is a function of it
 
 # beyond-accuracy (diversity / novelty / calibration) metrics, see divrec.metrics.diversity
 GINI = "gini"  # Gini index of item exposure in the top-K lists
@@ -78,6 +79,12 @@ COMPARE_RUNS_CSV = "runs.csv"  # one row per run: status, varying parameters, ev
 COMPARE_GROUPS_CSV = "groups.csv"  # one row per configuration (runs differing only by seed): mean and std
 COMPARE_REPORT = "compare.md"  # the Markdown tables and the significance test
 COMPARE_SIGNIFICANCE = "significance.json"  # the paired test between the best two configurations
+
+# --- `divrec leaderboard` outputs (in its out= folder, beside runs/) ---------------------------------------------
+LEADERBOARD_MD = "leaderboard.md"  # the table (one row per model, a column group per dataset), footnotes, failures
+LEADERBOARD_CSV = "leaderboard.csv"  # the same numbers, one line per row
+LEADERBOARD_PNG = "leaderboard.png"  # grouped bars: mean ± std test NDCG@10 per dataset
+
 
 def part_loss(part: str) -> str:
     """Key of one pretraining objective's unweighted loss: ``part_loss("cloze") == "loss_cloze"``."""

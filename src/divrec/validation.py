@@ -316,6 +316,7 @@ RULES: tuple[Rule, ...] = (
     Rule("data.train_users_fraction", Number(0, 1, low_open=True), "share of users trained on",
          "data.train_users_fraction=1.0"),
     Rule("data.download", Flag(), "fetch missing files from the official source", "data.download=true"),
+    Rule("data.shuffle_sequences", Flag(), "train on shuffled sequences (a control)", "data.shuffle_sequences=false"),
     Rule("data.split.val_items", Integer(1), "validation targets per user", "data.split.val_items=1"),
     Rule("data.preprocessing.rating_threshold", Number(), "keep ratings >= this; null = keep all",
          "data.preprocessing.rating_threshold=null", True),

@@ -6,6 +6,7 @@ them, trimmed to its longest row (dynamic padding). Loading goes through ``prepa
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from divrec.data.splits import LeaveOneOut, ranges
 from divrec.data.types import EvalSplit, ProcessedData
 from divrec.data.windows import last_items, right_padded, training_windows, window_ends
 from divrec.errors import UserError
+
+SHUFFLE_STREAM = 0x5EED  # seeds the shuffled control apart from the other uses of ``seed`` (user sample, batches)
 
 
 def leading_padding(x: Tensor) -> int:
@@ -92,6 +95,19 @@ def eval_tensors(split: EvalSplit, max_len: int) -> dict[str, Tensor]:
     return {key: torch.from_numpy(np.ascontiguousarray(value[order])) for key, value in tensors.items()}
 
 
+def shuffled_training(data: ProcessedData, seed: int) -> ProcessedData:
+    """``data`` with every user's training sequence randomly permuted (seeded; ratings move with their items): the
+    "shuffled" control of ``divrec leaderboard``, which shows how much of a score comes from the order of training
+    sequences. Only training changes (windows, and what a closed-form baseline is fitted on): validation and test
+    targets and their histories keep the true order, so the model is still evaluated on real sequences."""
+    offsets = data.train_offsets
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # (N,) the user of each training item
+    rng = np.random.default_rng([seed, SHUFFLE_STREAM])
+    order = np.lexsort((rng.random(len(rows)), rows))  # a random order within each (contiguous) user row
+    ratings = None if data.train_ratings is None else data.train_ratings[order]
+    return dataclasses.replace(data, train_items=data.train_items[order], train_ratings=ratings)
+
+
 class SeqDataModule(pl.LightningDataModule):
     """Sequential-recommendation data: training windows of max_len + 1 items, val/test users with one target."""
 
@@ -112,6 +128,7 @@ class SeqDataModule(pl.LightningDataModule):
         group_batches: int = 32,  # batches of similar length are drawn from chunks of this many (1 = plain shuffle)
         seed: int = 0,
         train_users_fraction: float = 1.0,  # train on this share of users (low-data studies); evaluate on all
+        shuffle_sequences: bool = False,  # control: permute each training sequence (seeded); evaluation untouched
     ) -> None:
         super().__init__()
         if not 0.0 < train_users_fraction <= 1.0:
@@ -120,6 +137,12 @@ class SeqDataModule(pl.LightningDataModule):
                 "e.g. data.train_users_fraction=0.1 trains on 10% of users"
             )
         self.train_users_fraction = train_users_fraction
+        if not isinstance(shuffle_sequences, bool):
+            raise DataError(
+                f"data.shuffle_sequences={shuffle_sequences!r} must be true or false; "
+                "e.g. data.shuffle_sequences=true trains on shuffled sequences"
+            )
+        self.shuffle_sequences = shuffle_sequences
         self.source, self.preprocessing, self.split = source, preprocessing, split
         self.data_dir = Path(data_dir)
         self.mirror = Path(mirror) if mirror else None
@@ -133,12 +156,14 @@ class SeqDataModule(pl.LightningDataModule):
         self.tensors: dict[str, dict[str, Tensor]] = {}
 
     def load(self) -> ProcessedData:
-        """Prepare (or read from cache) the dataset; idempotent."""
+        """Prepare (or read from cache) the dataset; idempotent. With ``shuffle_sequences`` the training sequences
+        are shuffled after the cache (``shuffled_training``), so the cache never holds a shuffled copy."""
         if self.data is None:
-            self.data = prepare_dataset(
+            data = prepare_dataset(
                 self.source, self.preprocessing, self.split, data_dir=self.data_dir, mirror=self.mirror,
                 cache_dir=self.cache_dir, download=self.download,
             )
+            self.data = shuffled_training(data, self.seed) if self.shuffle_sequences else data
         return self.data
 
     def prepare_data(self) -> None:

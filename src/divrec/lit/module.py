@@ -16,7 +16,15 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
 from divrec import names
-from divrec.metrics import DiversityEvaluator, RankingEvaluator, chunked_ranking, mask_scores, target_ranks, top_k
+from divrec.metrics import (
+    DiversityEvaluator,
+    RankingEvaluator,
+    RankMetric,
+    chunked_ranking,
+    mask_scores,
+    target_ranks,
+    top_k,
+)
 from divrec.metrics.pointwise import PointwiseEvaluator
 from divrec.models import SequenceEncoder
 from divrec.rerank import RerankContext, Reranker, list_ranks, rerank_candidates, rerank_lists
@@ -24,6 +32,17 @@ from divrec.tasks import Objective
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+
+
+class TargetRank(RankMetric):
+    """Each test user's 1-based target rank, the one every rank metric was computed from (full ranking; with a
+    re-ranker, the position in the re-ranked list or ``k + 1``, see ``list_ranks``), saved as ``test/rank`` in
+    ``per_user.parquet`` so that any rank metric can be recomputed from it."""
+
+    name = names.RANK
+
+    def _per_user(self, ranks: Tensor) -> Tensor:
+        return ranks
 
 
 class SeqRecModule(pl.LightningModule):
@@ -61,6 +80,7 @@ class SeqRecModule(pl.LightningModule):
         self.evaluators = torch.nn.ModuleDict(
             {s: RankingEvaluator(stage=s, n_items=backbone.n_items, ks=list(ks)) for s in (names.VAL, names.TEST)}
         )
+        self.test_ranks = TargetRank(k=1)  # per-user ranks for per_user.parquet (k unused)
         self.pointwise = torch.nn.ModuleDict(  # AUC / log-loss for objectives that score (user, item) pairs
             {s: PointwiseEvaluator(s) for s in (names.VAL, names.TEST)} if task.scores_pairs else {}
         )
@@ -108,6 +128,8 @@ class SeqRecModule(pl.LightningModule):
             lists = rerank_lists(masked, self.list_len, self.reranker, self.rerank_candidates, self._context(seen))
             ranks = list_ranks(lists, target)  # positions in the re-ranked lists
         self.evaluators[stage].update_ranked(ranks, lists, users)
+        if stage == names.TEST:
+            self.test_ranks.update(ranks)
         if stage in self.pointwise:
             self.pointwise[stage].update(*self.task.pointwise(self.backbone, batch))
         if self._measures_diversity(stage):
@@ -140,6 +162,8 @@ class SeqRecModule(pl.LightningModule):
         evaluators = [self.evaluators[stage], *([self.diversity[stage]] if self._measures_diversity(stage) else [])]
         if stage == names.TEST:  # same users in the same order in every evaluator of the stage
             self.test_per_user = {k: v.detach().cpu() for e in evaluators for k, v in e.per_user().items()}
+            self.test_per_user[names.metric_key(names.TEST, names.RANK)] = self.test_ranks.per_user().cpu()
+            self.test_ranks.reset()
         evaluators += [self.pointwise[stage]] if stage in self.pointwise else []  # pairs, not users: no per-user
         for evaluator in evaluators:
             self.log_dict(evaluator.compute(), prog_bar=False, sync_dist=False)
