@@ -7,7 +7,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd); cd "$root"
 ckpt=${1:-outputs/reproductions/beauty/sasrec/seed0/checkpoints/best.ckpt}
-other=${RELOAD_CKPT:-$(dirname "$ckpt")/last.ckpt}  # same model and catalog, other weights
+# same model and catalog, other weights (the Beauty SASRec's last.ckpt is its best.ckpt: the best epoch was the last)
+other=${RELOAD_CKPT:-outputs/reproductions/beauty/sasrec-last/seed0/checkpoints/best.ckpt}
 out=experiments/serving/results; mkdir -p "$out"
 work=$(mktemp -d /tmp/divrec-serve-bench.XXXXXX); trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 py=.venv/bin/python
@@ -21,22 +22,26 @@ start_server() {  # $1 = checkpoint or .onnx file; sets $server and $url
 load() { taskset -c 1 "$py" experiments/serving/load_test.py --url "$url" --n-items 12101 --requests 40000 --duration 20 "$@"; }
 if [ "${SKIP_CKPT:-0}" != 1 ]; then  # the checkpoint, eager PyTorch
   start_server "$ckpt"
-  load --concurrency 8 --out "$out/load_c8.json"
-  load --concurrency 64 --out "$out/load_c64.json"
-  load --concurrency 64 --users 22363 --out "$out/load_c64_users.json"
+  if [ "${ONLY_RELOAD:-0}" != 1 ]; then
+    load --concurrency 8 --out "$out/load_c8.json"
+    load --concurrency 64 --out "$out/load_c64.json"
+    load --concurrency 64 --users 22363 --out "$out/load_c64_users.json"
+  fi
   load --concurrency 64 --reload-at 5 --reload-path "$other" --out "$out/load_c64_reload.json"
   curl -s "$url/metrics" > "$out/metrics_after_load.txt"
   kill $server; wait $server 2>/dev/null || true
 fi
 if [ "${SKIP_ONNX:-0}" != 1 ]; then  # its ONNX export, on onnxruntime
-  for c in "$ckpt" "$other"; do
-    .venv/bin/divrec export ckpt_path="$c" format=onnx output="$work/$(basename "$c" .ckpt).onnx" k=10 \
-      hydra.run.dir="$work/export-$(basename "$c")" > "$work/export.log" 2>&1
-  done
-  start_server "$work/$(basename "$ckpt" .ckpt).onnx"
-  load --concurrency 8 --out "$out/onnx_load_c8.json"
-  load --concurrency 64 --out "$out/onnx_load_c64.json"
-  load --concurrency 64 --reload-at 5 --reload-path "$work/$(basename "$other" .ckpt).onnx" \
+  .venv/bin/divrec export ckpt_path="$ckpt" format=onnx output="$work/served.onnx" k=10 \
+    hydra.run.dir="$work/export-served" > "$work/export.log" 2>&1
+  .venv/bin/divrec export ckpt_path="$other" format=onnx output="$work/other.onnx" k=10 \
+    hydra.run.dir="$work/export-other" >> "$work/export.log" 2>&1
+  start_server "$work/served.onnx"
+  if [ "${ONLY_RELOAD:-0}" != 1 ]; then
+    load --concurrency 8 --out "$out/onnx_load_c8.json"
+    load --concurrency 64 --out "$out/onnx_load_c64.json"
+  fi
+  load --concurrency 64 --reload-at 5 --reload-path "$work/other.onnx" \
     --out "$out/onnx_load_c64_reload.json"
   kill $server; wait $server 2>/dev/null || true
 fi
