@@ -110,7 +110,7 @@ def _recommend(cfg: DictConfig) -> None:
 def _feedback(cfg: DictConfig) -> None:
     from divrec.feedback import run_feedback
 
-    run_feedback(cfg)
+    run_feedback(cfg, overrides=HydraConfig.get().overrides.task)  # source=: they change the checkpoint's config
 
 
 def _serve(cfg: DictConfig) -> None:
