@@ -355,3 +355,29 @@ def test_a_real_server_refuses_a_huge_body_unread_and_keeps_acknowledged_feedbac
     store = FeedbackStore(url)  # what the restarted server opens: the WAL is replayed
     assert acknowledged == 12 and store.count() == acknowledged
     assert json.loads(store.read()["timestamp"].iloc[:5].to_json(orient="values")) == [0, 1, 2, 3, 4]
+
+
+def test_the_loop_feedback_over_http_then_an_online_update_that_the_server_swaps_to(
+    server: tuple[str, str, subprocess.Popen], tiny_run: Run, tmp_path: Path
+) -> None:
+    """serve → POST /feedback (committed) → `divrec feedback source=<its store> reload_url=.../reload` → the
+    server answers from the new checkpoint."""
+    from runhelpers import TINY_DATA, run_paths
+
+    from divrec.feedback import run_feedback
+
+    base, url, _ = server
+    rec = Recommender.from_checkpoint(tiny_run.run_dir / "checkpoints" / "best.ckpt",
+                                      overrides=[f"paths.data_dir={tiny_run.data_dir}"])
+    user, items = str(rec.data.user_raw_ids[0]), [str(i) for i in rec.item_ids[1:6]]
+    events = [{"user": user, "item": item, "event": "click", "timestamp": 1e9 + i} for i, item in enumerate(items)]
+    assert httpx.post(f"{base}/feedback", json={"events": events}).json() == {"stored": 5}
+    before = httpx.post(f"{base}/recommend", json={"user": user, "k": 3}).json()["model"]
+    cfg = compose_config("feedback", [
+        *TINY_DATA, "trainer=cpu", "data.batch_size=32", "feedback.online.epochs=1", "feedback.progress_bars=false",
+        f"source={url}", f"ckpt_path={tiny_run.run_dir / 'checkpoints' / 'best.ckpt'}", f"reload_url={base}/reload",
+        *run_paths(tmp_path / "update", tiny_run.data_dir),
+    ])
+    assert run_feedback(cfg)["feedback/new_events"] == 5
+    after = httpx.post(f"{base}/recommend", json={"user": user, "k": 3}).json()["model"]
+    assert after != before and after.startswith("feedback-5.ckpt@")
