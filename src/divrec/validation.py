@@ -121,19 +121,23 @@ class Number:
 
 @dataclass(frozen=True)
 class Integer:
-    """A whole number (not a bool, not 2.0) within [low, high]."""
+    """A whole number (not a bool, not 2.0) within [low, high], or the ``special`` value (e.g. -1 = no limit)."""
 
     low: int | None = None
     high: int | None = None
+    special: int | None = None
 
     def problem(self, value: Any, ctx: Context) -> str | None:
         if not _is_int(value):
             return "not an integer"
+        if self.special is not None and value == self.special:
+            return None
         too_low, too_high = self.low is not None and value < self.low, self.high is not None and value > self.high
         return "out of range" if too_low or too_high else None
 
     def allowed(self, ctx: Context) -> str:
-        return f"an integer {_bounds(self.low, self.high, False, False)}"
+        special = f" or {self.special}" if self.special is not None else ""
+        return f"an integer {_bounds(self.low, self.high, False, False)}{special}"
 
 
 @dataclass(frozen=True)
@@ -380,7 +384,8 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.accelerator", Accelerator(), "what the trainer runs on", "trainer=cpu"),
     Rule("trainer.devices", Devices(), "processes or GPUs the trainer runs on", "trainer.devices=1"),
     Rule("trainer.num_nodes", Integer(1), "machines", "trainer.num_nodes=1"),
-    Rule("trainer.max_epochs", Integer(1), "training epochs at most", "trainer.max_epochs=200"),
+    Rule("trainer.max_epochs", Integer(1, special=-1), "training epochs at most; -1 = no limit, as in Lightning",
+         "trainer.max_epochs=200"),
     Rule("trainer.precision", OneOf(PRECISIONS), "Lightning precision", "trainer.precision=32-true"),
     Rule("trainer.accumulate_grad_batches", Integer(1), "batches per optimizer step",
          "trainer.accumulate_grad_batches=1"),

@@ -55,7 +55,8 @@ BAD = [
     ("train", ["metrics.ks=[5,-10]"], "metrics.ks=[5,-10]: item -10", "each an integer >= 1"),
     ("train", ["metrics.rerank_candidates=0"], "metrics.rerank_candidates=0:", "an integer >= 1"),
     ("train", ["metrics.diversity=maybe"], "metrics.diversity=maybe:", "true or false"),
-    ("train", ["trainer.max_epochs=-3"], "trainer.max_epochs=-3:", "an integer >= 1"),
+    ("train", ["trainer.max_epochs=-3"], "trainer.max_epochs=-3:", "an integer >= 1 or -1"),
+    ("train", ["trainer.max_epochs=0"], "trainer.max_epochs=0:", "an integer >= 1 or -1"),
     ("train", ["trainer.devices=0"], "trainer.devices=0:", "an integer in [1, 2]"),
     ("train", ["trainer.precision=17"], "trainer.precision=17:", "bf16-mixed"),
     ("train", ["seed=-1"], "seed=-1:", "in [0, 4294967295]"),
@@ -255,3 +256,7 @@ def test_every_rule_names_a_key_some_shipped_config_has() -> None:
                    for prefix, node in nodes)
     ]
     assert missing == []
+
+
+def test_lightnings_no_limit_epochs_is_accepted(tmp_path: Path) -> None:
+    validate(composed(["trainer.max_epochs=-1", "+trainer.max_time=00:00:10:00"], tmp_path, "train"), CPU_ONLY)
