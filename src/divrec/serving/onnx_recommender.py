@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from divrec.errors import UserError
-from divrec.serving.recommender import POPULARITY, Recommendation
+from divrec.serving.recommender import POPULARITY, Recommendation, history_ids
 
 log = logging.getLogger(__name__)
 ONNX_SUFFIX, SIDECAR_SUFFIX = ".onnx", ".json"  # export.SUFFIXES["onnx"], export.SIDECAR_SUFFIX
@@ -234,16 +234,7 @@ class OnnxRecommender:
         return self.check_k(k)
 
     def _query(self, history: Sequence[str], times: Sequence[float] | None) -> _Query:
-        if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
-            raise UserError(f"history={history!r}: must be a list of item ids, e.g. ['12', '7']")
-        raw = [_item_id(x) for x in history]
-        if times is not None:
-            if len(times) != len(raw):
-                raise UserError(f"timestamps: {len(times)} for a history of {len(raw)} items; give one per item")
-            raw = [raw[i] for i in np.argsort(np.asarray(times, dtype=np.float64), kind="stable")]
-        ids = [self._item_index.get(r, 0) for r in raw]
-        return _Query(np.array([i for i in ids if i], dtype=np.int64), [r for r, i in zip(raw, ids, strict=True)
-                                                                         if not i])
+        return _Query(*history_ids(history, times, self._item_index))
 
     def _fallback(self, file: ExportedFile, k: int, query: _Query) -> tuple[np.ndarray, np.ndarray]:
         if file.popular is None or file.popular_counts is None:
@@ -273,14 +264,6 @@ def _recommendation(file: ExportedFile, ids: np.ndarray, scores: np.ndarray, que
     valid = ids > 0  # empty slots (fewer than k rankable items) hold id 0
     return Recommendation(items=file.item_ids[ids[valid]].tolist(), scores=[float(s) for s in scores[valid]],
                           unknown_items=list(query.unknown), fallback=fallback)
-
-
-def _item_id(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(value)
-    raise UserError(f"history item {value!r}: item ids are strings (or integers); e.g. ['12', '7']")
 
 
 # --- what `divrec serve` loads -------------------------------------------------------------------------------

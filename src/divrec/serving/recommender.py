@@ -237,19 +237,11 @@ class Recommender:
 
     # --- internals -------------------------------------------------------------------------------------------
     def _query(self, history: Sequence[str], times: Sequence[float] | None, user: str | None) -> _Query:
-        if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
-            raise UserError(f"history={history!r}: must be a list of item ids, e.g. ['12', '7']")
-        raw = [_item_id(x) for x in history]
-        if times is not None:
-            if len(times) != len(raw):
-                raise UserError(f"timestamps: {len(times)} for a history of {len(raw)} items; give one per item")
-            raw = [raw[i] for i in np.argsort(np.asarray(times, dtype=np.float64), kind="stable")]
-        ids = [self._item_index.get(r, 0) for r in raw]
+        items, unknown = history_ids(history, times, self._item_index)
         known_user = str(user) if user is not None and str(user) in self._user_index else None
-        items = np.array([i for i in ids if i], dtype=np.int64)
         if not len(items) and known_user is not None:
             items = self._known_items(known_user)
-        return _Query(items, [r for r, i in zip(raw, ids, strict=True) if not i], known_user)
+        return _Query(items, unknown, known_user)
 
     def _known_items(self, user: str) -> np.ndarray:
         offsets, items = self._known
@@ -351,6 +343,22 @@ class Recommender:
             reranker = build_reranker(cfg, self.data)
             self._rerankers[name] = reranker.to(self.device) if reranker is not None else None
         return self._rerankers[name]
+
+
+def history_ids(
+    history: Sequence[str], times: Sequence[float] | None, item_index: Mapping[str, int]
+) -> tuple[np.ndarray, list[str]]:
+    """A request's raw-id history (ordered by ``times`` when given) → its known internal ids, oldest first, and the
+    raw ids the catalog does not have; bad shapes and types are ``UserError``s."""
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        raise UserError(f"history={history!r}: must be a list of item ids, e.g. ['12', '7']")
+    raw = [_item_id(x) for x in history]
+    if times is not None:
+        if len(times) != len(raw):
+            raise UserError(f"timestamps: {len(times)} for a history of {len(raw)} items; give one per item")
+        raw = [raw[i] for i in np.argsort(np.asarray(times, dtype=np.float64), kind="stable")]
+    ids = [item_index.get(r, 0) for r in raw]
+    return np.array([i for i in ids if i], dtype=np.int64), [r for r, i in zip(raw, ids, strict=True) if not i]
 
 
 def _item_id(value: object) -> str:
