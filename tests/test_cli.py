@@ -30,7 +30,7 @@ def test_config_dir_is_the_shipped_conf() -> None:
     package = Path(cli.__file__).resolve().parent
     editable = package.is_relative_to(ROOT)
     assert cli.config_dir() == (ROOT / "conf" if editable else package / "conf")
-    assert set(cli.RUNNERS) == {"train", "eval", "recommend", "feedback", "serve", "export"}
+    assert set(cli.RUNNERS) == {"train", "eval", "recommend", "feedback", "serve", "export", "tune"}
     for command in cli.RUNNERS:  # each command is a config of the same name
         assert (cli.config_dir() / f"{command}.yaml").is_file()
 

@@ -27,7 +27,9 @@ from divrec.rerank import RerankContext, Reranker
 from divrec.tasks import FineTune, NegativeSampler, NextItemSampledSoftmax, Objective, Pretraining
 
 CONF = config_dir()
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+# conf/tune/space/*.yaml are search spaces that `divrec tune` reads itself (tests/tune/test_space.py), not a group
+NOT_GROUPS = {"tune"}
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in NOT_GROUPS)
 OPTIONS = [
     (group, f.stem) for group in GROUPS for f in sorted((CONF / group).glob("*.yaml")) if not f.name.startswith("_")
 ]

@@ -125,6 +125,12 @@ def _export(cfg: DictConfig) -> None:
     export(cfg, overrides=HydraConfig.get().overrides.task)
 
 
+def _tune(cfg: DictConfig) -> None:
+    from divrec.tune import tune
+
+    tune(cfg, overrides=HydraConfig.get().overrides.task)
+
+
 # command name = config name
 RUNNERS: dict[str, Callable[[DictConfig], object]] = {
     "train": _train,
@@ -133,6 +139,7 @@ RUNNERS: dict[str, Callable[[DictConfig], object]] = {
     "feedback": _feedback,
     "serve": _serve,
     "export": _export,
+    "tune": _tune,
 }
 
 

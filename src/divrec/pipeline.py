@@ -99,6 +99,7 @@ def build_module(
         reranker=build_reranker(cfg, data) if evaluation else None, rerank_candidates=metrics_cfg.rerank_candidates,
         diversity=build_diversity(metrics_cfg, data, backbone) if evaluation and metrics_cfg.diversity else None,
         diversity_during_fit=metrics_cfg.diversity_during_fit, eval_chunk_size=metrics_cfg.get("eval_chunk_size"),
+        mixed_precision=trainer_precision(cfg) == "bf16-mixed",
     )
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return module
@@ -127,6 +128,18 @@ def build_diversity(metrics_cfg: DictConfig, data: ProcessedData, backbone: Sequ
     }
 
 
+def trainer_precision(cfg: DictConfig) -> str:
+    """``trainer.precision`` as Lightning gets it: ``auto`` = ``bf16-mixed`` where the machine the trainer runs on
+    has native bf16 matrix units (``divrec.precision.bf16_supported``), else ``32-true``."""
+    trainer_cfg = cfg.get("trainer") or {}
+    requested = str(trainer_cfg.get("precision", "32-true"))
+    if requested != "auto":
+        return requested
+    from divrec.precision import bf16_supported, trainer_device
+
+    return "bf16-mixed" if bf16_supported(trainer_device(str(trainer_cfg.get("accelerator", "auto")))) else "32-true"
+
+
 def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
@@ -138,6 +151,7 @@ def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     profiler = instantiate(cfg.profiler) if cfg.get("profiler") else None
     trainer = instantiate(
         cfg.trainer,
+        precision=trainer_precision(cfg),
         callbacks=callbacks,
         logger=loggers or False,
         plugins=plugins,
@@ -166,9 +180,10 @@ def _stage_metrics(results: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(v) for r in results for k, v in r.items()}
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, float]:
     """Fit (resuming ``ckpt_path``; ``last`` = this run folder's last.ckpt), then evaluate the best checkpoint (by
-    ``callbacks.model_checkpoint.monitor``) on val and test."""
+    ``callbacks.model_checkpoint.monitor``) on val and test. ``callbacks``: Lightning callbacks added to the
+    configured ones (``divrec tune``'s trial reporter), run after them."""
     output_dir = Path(cfg.paths.output_dir)
     check_config(cfg)  # what the config alone refuses, before the trainer and before anything is written
     ckpt_path = resume_path(cfg)
@@ -176,6 +191,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_resumable(cfg, read_checkpoint(ckpt_path, mmap=True), ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     trainer = make_trainer(cfg, output_dir)
+    trainer.callbacks.extend(callbacks)
     if trainer.is_global_zero:
         remove_partials(cfg)  # temporaries of a checkpoint write that a kill interrupted
         write_config(output_dir, cfg)

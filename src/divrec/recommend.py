@@ -81,7 +81,7 @@ def reranked_lists(
     context = RerankContext(histories=seen, item_embeddings=module.backbone.item_table().detach())
     if ann is not None:
         n_top = k if reranker is None else max(module.rerank_candidates, k)
-        ids, vals = ann.retrieve(module.task.query(module.backbone, history, users), n_top, seen)  # (B, N) each
+        ids, vals = ann.retrieve(module.query(history, users), n_top, seen)  # (B, N) each
         best = rerank_candidates(vals, ids, k, reranker, context)  # (B, k)
         match = best.unsqueeze(2) == ids.unsqueeze(1)  # (B, k, N)
         return best, torch.where(match, vals.unsqueeze(1), float("-inf")).amax(2)
@@ -92,7 +92,7 @@ def reranked_lists(
         return best, masked.gather(1, best)
     table = module.backbone.item_table()
     n_top = k if reranker is None else min(max(module.rerank_candidates, k), table.shape[0])
-    query = module.task.query(module.backbone, history, users)  # (B, D)
+    query = module.query(history, users)  # (B, D) fp32
     vals, ids, lse = chunked_top_k(query, table, seen, n_top, chunk)  # (B, N), (B, N), (B,)
     context = replace(context, log_normalizer=lse.unsqueeze(1))  # softmax relevance over the whole catalog
     best = rerank_candidates(vals, ids, k, reranker, context)  # (B, k)

@@ -300,7 +300,7 @@ class Rule:
 
 SAMPLED = ("NextItemBCE", "NextItemSampledSoftmax", "GBCE")
 RERANK_ORDER = OneOf(("greedy", "score"))
-PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
+PRECISIONS = ("auto", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
               "transformer-engine-float16", "64", "32", "16", "bf16")  # Lightning 2.x's precision flags
 
 RULES: tuple[Rule, ...] = (
@@ -337,6 +337,8 @@ RULES: tuple[Rule, ...] = (
     Rule("task.label_smoothing", Number(0, 1, high_open=True), "cross-entropy label smoothing",
          "task.label_smoothing=0.0"),
     Rule("task.chunk_size", Integer(1), "items scored per chunk; null = all at once", "task.chunk_size=null", True),
+    Rule("task.fused", Flag(), "fused output layer (loss + gradients per block of positions)", "task.fused=true"),
+    Rule("task.compile_output", Flag(), "torch.compile the fused output layer", "task.compile_output=false"),
     Rule("task.mask_prob", Number(0, 1, True, True), "share of masked items", "task.mask_prob=0.2"),
     Rule("task.positions", OneOf(("all", "last")), "which positions are trained", "task.positions=all"),
     Rule("task.logq_correction", Flag(), "log-Q correction of sampled logits", "task.logq_correction=true"),
@@ -386,7 +388,8 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.num_nodes", Integer(1), "machines", "trainer.num_nodes=1"),
     Rule("trainer.max_epochs", Integer(1, special=-1), "training epochs at most; -1 = no limit, as in Lightning",
          "trainer.max_epochs=200"),
-    Rule("trainer.precision", OneOf(PRECISIONS), "Lightning precision", "trainer.precision=32-true"),
+    Rule("trainer.precision", OneOf(PRECISIONS), "Lightning precision; auto = bf16-mixed where the hardware has "
+         "native bf16 (divrec.precision), else 32-true", "trainer.precision=auto"),
     Rule("trainer.accumulate_grad_batches", Integer(1), "batches per optimizer step",
          "trainer.accumulate_grad_batches=1"),
     Rule("trainer.check_val_every_n_epoch", Integer(1), "epochs between validations",

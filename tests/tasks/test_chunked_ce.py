@@ -58,7 +58,7 @@ WINDOWS = torch.tensor(
 def test_next_item_ce_chunked_matches_plain_on_every_parameter(chunk_size: int) -> None:
     model = tiny_backbone(causal=True)
     batch = {names.ITEMS: WINDOWS}
-    plain = NextItemCE(label_smoothing=0.05).loss(model, batch)[names.LOSS]
+    plain = NextItemCE(label_smoothing=0.05, fused=False).loss(model, batch)[names.LOSS]
     plain_grads = grads_of(plain, *model.parameters())
     chunked = NextItemCE(label_smoothing=0.05, chunk_size=chunk_size).loss(model, batch)[names.LOSS]
     chunked_grads = grads_of(chunked, *model.parameters())
@@ -73,9 +73,9 @@ def test_next_item_ce_chunked_matches_plain_on_every_parameter(chunk_size: int) 
 def test_cloze_chunked_matches_plain() -> None:
     model = tiny_backbone(causal=False)
     losses, grads = [], []
-    for chunk_size in (None, 6):
+    for chunk_size in (None, 6):  # None: plain (fused=False)
         torch.manual_seed(3)  # the same masks
-        loss = Cloze(mask_prob=0.3, chunk_size=chunk_size).loss(model, {names.ITEMS: WINDOWS})[names.LOSS]
+        loss = Cloze(mask_prob=0.3, chunk_size=chunk_size, fused=False).loss(model, {names.ITEMS: WINDOWS})[names.LOSS]
         losses.append(loss)
         grads.append(grads_of(loss, *model.parameters()))
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-12, atol=1e-12)

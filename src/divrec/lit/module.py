@@ -58,12 +58,17 @@ class SeqRecModule(pl.LightningModule):
         diversity: Mapping[str, DiversityEvaluator] | None = None,
         diversity_during_fit: bool = False,
         eval_chunk_size: int | None = None,
+        mixed_precision: bool = False,
     ) -> None:
         """``reranker`` (optional) reorders each user's top ``rerank_candidates`` items before val/test metrics;
         ``diversity`` maps a stage to the beyond-accuracy evaluator of its final lists, applied in ``validate`` and
         ``test`` (and in the per-epoch validations of ``fit`` only with ``diversity_during_fit``); ``eval_chunk_size``
         (None = one score matrix per batch) ranks the catalog that many items at a time with the same results
-        (``divrec.metrics.chunked``), so evaluation memory does not grow with batch x catalog."""
+        (``divrec.metrics.chunked``), so evaluation memory does not grow with batch x catalog. ``mixed_precision``
+        (``trainer.precision=bf16-mixed``): queries are encoded under bf16 autocast also outside the Trainer
+        (recommend, serve) and the plain evaluation scores the catalog in bf16 with exact fp32 rescoring of every
+        rank and top-K the bf16 scores cannot decide (``divrec.metrics.mixed``); item scores are never left in
+        bf16, whose 8-bit mantissa would tie thousands of items."""
         super().__init__()
         task.check_backbone(backbone.spec())
         self.backbone, self.task = backbone, task
@@ -74,7 +79,7 @@ class SeqRecModule(pl.LightningModule):
         self.diversity_during_fit = diversity_during_fit
         if eval_chunk_size is not None and eval_chunk_size < 1:
             raise ValueError(f"metrics.eval_chunk_size={eval_chunk_size} must be >= 1 or null")
-        self.eval_chunk_size = eval_chunk_size
+        self.eval_chunk_size, self.mixed_precision = eval_chunk_size, mixed_precision
         self.run_config: dict[str, Any] | None = None  # the resolved run config, stored in every checkpoint
         self.test_per_user: dict[str, Tensor] = {}  # per-user values of the last test epoch (per_user.parquet)
         self.evaluators = torch.nn.ModuleDict(
@@ -111,15 +116,29 @@ class SeqRecModule(pl.LightningModule):
 
     # --- evaluation ----------------------------------------------------------------------------------------
     @torch.no_grad()
+    def query(self, history: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) histories (and (B,) user indices, for user features) → (B, D) fp32 query vectors, encoded under
+        bf16 autocast with ``mixed_precision``, in fp32 without (whatever autocast state the caller is in)."""
+        with torch.autocast(history.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
+            return self.task.query(self.backbone, history, users).float()
+
+    @torch.no_grad()
     def scores(self, history: Tensor, users: Tensor | None = None) -> Tensor:
-        """(B, L) histories (and (B,) user indices, for user features) → (B, V) scores over item ids 0..n_items
-        (unmasked)."""
-        return self.backbone.score(self.task.query(self.backbone, history, users))
+        """(B, L) histories (and (B,) user indices) → (B, V) fp32 scores over item ids 0..n_items (unmasked)."""
+        query = self.query(history, users)
+        with torch.autocast(history.device.type, enabled=False):  # exact fp32 scores, never bf16 ones
+            return self.backbone.score(query)  # (B, V)
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> None:
+        with torch.autocast(batch[names.HISTORY].device.type, enabled=False):  # only ``query`` may run in bf16
+            self._ranked_step(stage, batch)
+
+    def _ranked_step(self, stage: str, batch: dict[str, Tensor]) -> None:
         target, seen, users = batch[names.TARGET], batch[names.SEEN], batch.get(names.USER_INDEX)
         if self.eval_chunk_size is not None:
             ranks, lists = self._chunked_ranks_and_lists(batch, self.eval_chunk_size)
+        elif self.reranker is None and self.mixed_precision:
+            ranks, _, lists = self._mixed_ranking(batch, self.list_len)
         elif self.reranker is None:
             masked = mask_scores(self.scores(batch[names.HISTORY], users), seen, target, inplace=True)  # (B, V)
             ranks, lists = target_ranks(masked, target), top_k(masked, self.list_len)
@@ -146,13 +165,22 @@ class SeqRecModule(pl.LightningModule):
         n_top = self.list_len
         if self.reranker is not None:
             n_top = min(max(self.rerank_candidates, self.list_len), table.shape[0])
-        query = self.task.query(self.backbone, batch[names.HISTORY], batch.get(names.USER_INDEX))  # (B, D)
+        query = self.query(batch[names.HISTORY], batch.get(names.USER_INDEX))  # (B, D)
         ranks, vals, ids, lse = chunked_ranking(query, table, seen, target, n_top, chunk_size)
         if self.reranker is None:
             return ranks, ids
         context = replace(self._context(seen), log_normalizer=lse.unsqueeze(1))  # softmax over the whole catalog
         lists = rerank_candidates(vals, ids, self.list_len, self.reranker, context)
         return list_ranks(lists, target), lists
+
+    @torch.no_grad()
+    def _mixed_ranking(self, batch: dict[str, Tensor], k: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(B,) ranks, (B, k) scores and ids from bf16 scores, exact after fp32 rescoring (``mixed_ranking``)."""
+        from divrec.metrics.mixed import mixed_ranking
+
+        query = self.query(batch[names.HISTORY], batch.get(names.USER_INDEX))  # (B, D) fp32
+        table = self.backbone.item_table()
+        return mixed_ranking(query, table, batch[names.SEEN], batch[names.TARGET], k)
 
     def _measures_diversity(self, stage: str) -> bool:
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING

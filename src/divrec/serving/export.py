@@ -443,6 +443,7 @@ def restore(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[DictConfig,
     check_servable(cfg)
     datamodule, module = build(cfg)
     module.load_state_dict(checkpoint["state_dict"])
+    module.mixed_precision = False  # the exported graph runs in fp32; the parity check compares fp32 with fp32
     return cfg, module.eval(), datamodule.load()
 
 

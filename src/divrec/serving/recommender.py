@@ -233,7 +233,7 @@ class Recommender:
             empty = _Query(np.zeros(0, dtype=np.int64), [], None)
             users, codes = self._user_rows([empty] * items.shape[0], None)
             with self._request_codes(codes):
-                return self.module.task.query(self.module.backbone, items.to(self.device).long(), users)
+                return self.module.query(items.to(self.device).long(), users)
 
     # --- internals -------------------------------------------------------------------------------------------
     def _query(self, history: Sequence[str], times: Sequence[float] | None, user: str | None) -> _Query:

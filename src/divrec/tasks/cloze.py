@@ -28,25 +28,31 @@ class Cloze(Objective):
     newest item when the draw masks none), so that the objective also practises the evaluation situation.
     loss = mean over masked positions of -log softmax(h_t · E^T)[i_t]. At evaluation the history is shifted left
     by one and [MASK] is appended; its output ranks the next item. ``chunk_size`` (None = plain) computes the same
-    loss and gradients ``chunk_size`` items at a time (memory O(masked positions x chunk_size)).
+    loss and gradients ``chunk_size`` items at a time (memory O(masked positions x chunk_size)); ``fused`` (default)
+    computes them in one pass over blocks of positions (``fused_cross_entropy``), false = one logit matrix;
+    ``compile_output`` as in ``NextItemCE``.
     """
 
     requires_causal = False
     requires_mask_token = True
 
-    def __init__(self, mask_prob: float = 0.2, chunk_size: int | None = None) -> None:
+    def __init__(
+        self, mask_prob: float = 0.2, chunk_size: int | None = None, fused: bool = True, compile_output: bool = False
+    ) -> None:
         super().__init__()
         if not 0.0 < mask_prob < 1.0:
             raise ValueError(f"task.mask_prob={mask_prob} must be in (0, 1)")
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"task.chunk_size={chunk_size} must be >= 1 or null")
-        self.mask_prob, self.chunk_size = mask_prob, chunk_size
+        self.mask_prob, self.chunk_size, self.fused, self.compile_output = mask_prob, chunk_size, fused, compile_output
 
     def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         items = batch_items(batch)[:, 1:]  # (B, L): the model reads at most max_len items
         masked = mask_positions(items, self.mask_prob)  # (B, L)
         hidden = backbone(items.masked_fill(masked, require_mask(backbone)), batch_users(batch))[masked]  # (N, D)
-        return {names.LOSS: softmax_ce(backbone, hidden, items[masked], 0.0, self.chunk_size)}
+        return {names.LOSS: softmax_ce(
+            backbone, hidden, items[masked], 0.0, self.chunk_size, self.fused, self.compile_output
+        )}
 
     def query(self, backbone: SequenceEncoder, history: Tensor, users: Tensor | None = None) -> Tensor:
         mask = torch.full_like(history[:, :1], require_mask(backbone))  # (B, 1)

@@ -13,6 +13,7 @@ from divrec.data.types import ProcessedData
 from divrec.models import SequenceEncoder, device_of
 from divrec.tasks.base import NextItemPositions, Objective
 from divrec.tasks.chunked_ce import chunked_cross_entropy
+from divrec.tasks.fused_ce import fused_cross_entropy
 from divrec.tasks.samplers import NegativeSampler, UniformSampler
 
 
@@ -23,31 +24,47 @@ class NextItemCE(NextItemPositions, Objective):
     and the next item are real (never at padding). Column 0 (padding) is excluded from the softmax.
     ``chunk_size`` (None = plain): compute the same loss and gradients ``chunk_size`` items at a time
     (``chunked_cross_entropy``), so memory is O(positions x chunk_size) instead of O(positions x n_items).
+    ``fused`` (default): the loss and its gradients in one pass over blocks of positions (``fused_cross_entropy``,
+    the same values up to float rounding, ~2x faster in fp32 and ~3x under ``trainer.precision=bf16-mixed``);
+    false = ``F.cross_entropy`` on one ``(positions, n_items)`` logit matrix. ``compile_output``: the fused
+    layer's per-block softmax and gradient through torch.compile (measured in experiments/speed; a few seconds of
+    compilation at the first step, cached across runs).
     """
 
     requires_causal = True
 
-    def __init__(self, label_smoothing: float = 0.0, chunk_size: int | None = None, positions: str = "all") -> None:
+    def __init__(
+        self, label_smoothing: float = 0.0, chunk_size: int | None = None, positions: str = "all",
+        fused: bool = True, compile_output: bool = False,
+    ) -> None:
         super().__init__()
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"task.chunk_size={chunk_size} must be >= 1 or null")
-        self.label_smoothing, self.chunk_size = label_smoothing, chunk_size
+        self.label_smoothing, self.chunk_size, self.fused = label_smoothing, chunk_size, fused
+        self.compile_output = compile_output
         self.set_positions(positions)
 
     def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = self.states(backbone, batch)  # (N, D), (N,)
-        loss = softmax_ce(backbone, hidden, targets, self.label_smoothing, self.chunk_size)
+        loss = softmax_ce(
+            backbone, hidden, targets, self.label_smoothing, self.chunk_size, self.fused, self.compile_output
+        )
         return {names.LOSS: loss}
 
 
 def softmax_ce(
-    backbone: SequenceEncoder, hidden: Tensor, targets: Tensor, label_smoothing: float, chunk_size: int | None
+    backbone: SequenceEncoder, hidden: Tensor, targets: Tensor, label_smoothing: float, chunk_size: int | None,
+    fused: bool = True, compiled: bool = False,
 ) -> Tensor:
-    """Full-softmax CE of (N, D) states against items 1..n_items for (N,) target ids; chunked when chunk_size."""
-    if chunk_size is None:
+    """Full-softmax CE of (N, D) states against items 1..n_items for (N,) target ids: in item chunks when
+    ``chunk_size``, else fused over blocks of positions when ``fused``, else on one (N, n_items) logit matrix.
+    The chunked and fused paths run their matrix products in bf16 under bf16 autocast, sums in fp32."""
+    if chunk_size is None and not fused:
         logits = backbone.item_logits(hidden)  # (N, n_items): column j = item j + 1
         return F.cross_entropy(logits, targets - 1, label_smoothing=label_smoothing)
     table = backbone.item_vectors()[1 : backbone.n_items + 1]  # (n_items, D), the rows item_logits uses
+    if chunk_size is None:
+        return fused_cross_entropy(hidden, table, targets - 1, label_smoothing, compiled=compiled)
     return chunked_cross_entropy(hidden, table, targets - 1, chunk_size, label_smoothing)
 
 
