@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from divrec import names
@@ -67,6 +66,8 @@ def write_per_user(output_dir: Path, per_user: Mapping[str, torch.Tensor]) -> Pa
     what ``divrec compare`` pairs its significance tests on. Nothing is written without per-user values."""
     if not per_user:
         return None
+    import pandas as pd  # here, not at the top: `import divrec.cli` (via divrec.sweep) does not pay for pandas
+
     frame = pd.DataFrame({key: values.numpy() for key, values in per_user.items()})
     if names.USER_INDEX in frame:
         frame = frame[[names.USER_INDEX, *(c for c in frame.columns if c != names.USER_INDEX)]]

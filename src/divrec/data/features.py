@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from divrec.lazy import lazy_module
 from divrec.names import CATEGORIES, TITLE
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use: a cache hit never reads a table
 
 UNKNOWN = "<unk>"  # user_feature_vocab[name][0]: code 0, a user without that feature
 

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from divrec.data.errors import PREPROCESSING_KEY, DataError
 from divrec.data.types import RawData
+from divrec.lazy import lazy_module
 from divrec.names import ITEM, RATING, TIME, USER
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use: a cache hit never reads a table
 
 log = logging.getLogger(__name__)
 NOTHING_LEFT = "no interactions left after preprocessing"

@@ -13,11 +13,15 @@ import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from divrec.data.errors import SOURCE_KEY, DataError, shorten
+from divrec.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use: a cache hit never reads a table
 
 Column = str | int  # a column name, or a 0-based position in a file without a header
 SEPARATORS = (",", "\t", ";", "|", " ")  # tried, in this order, to suggest data.source.sep for a one-column header

@@ -9,10 +9,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from divrec.data.base import Source
 from divrec.data.download import install_zip
@@ -21,7 +20,13 @@ from divrec.data.readers import Column, json_lines, read_columns, read_json, req
 from divrec.data.synthetic import Synthetic
 from divrec.data.types import RawData
 from divrec.data.values import ids, numeric, times
+from divrec.lazy import lazy_module
 from divrec.names import CATEGORIES, ITEM, RATING, TIME, TITLE, USER
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use: a cache hit never reads a table
 
 __all__ = [
     "AmazonReviews",

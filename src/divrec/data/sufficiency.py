@@ -7,14 +7,18 @@ message counts users by interactions, names the minimum the split needs and the 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from divrec.data.errors import PREPROCESSING_KEY, SPLIT_KEY, DataError
 from divrec.data.preprocess import Preprocessing
 from divrec.data.splits import GlobalTemporal, LeaveOneOut, Split
 from divrec.data.types import ProcessedData
 from divrec.names import ITEM, USER
+
+if TYPE_CHECKING:  # annotations only
+    import pandas as pd
 
 LOO_MINIMUM = 3  # interactions per user leave-one-out needs: one training, one validation, one test item
 _SHOWN = 4  # most common per-user counts listed in a message

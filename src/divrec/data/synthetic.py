@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from divrec.data.base import Source
 from divrec.data.errors import SOURCE_KEY, DataError
 from divrec.data.types import RawData
+from divrec.lazy import lazy_module
 from divrec.names import CATEGORIES, ITEM, TIME, USER
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:
+    pd = lazy_module("pandas")  # imported on first use: a cache hit never reads a table
+    pa = lazy_module("pyarrow")
 
 HORIZON_S = 365 * 86_400  # users start at a uniform time within one year
 

@@ -7,9 +7,12 @@ interactions stay a few flat numpy arrays, cheap to cache and to slice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only: importing the data types does not import pandas
+    import pandas as pd
 
 
 @dataclass

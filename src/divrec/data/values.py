@@ -10,14 +10,23 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from divrec.data.errors import SOURCE_KEY, DataError, shorten
+from divrec.lazy import lazy_module
 
-# Timestamps are int64 nanoseconds since the epoch, so dates must lie within pandas' nanosecond range.
-FIRST_DATE, LAST_DATE = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use: a cache hit never reads a table
+
+
+def date_range() -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(first, last) whole day a timestamp may lie on: timestamps are int64 nanoseconds since the epoch, so dates
+    must lie within pandas' nanosecond range (a function, not constants: pandas is imported on first use)."""
+    return pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
 
 
 def place(index: int, where: Sequence[int] | None = None) -> str:
@@ -99,12 +108,13 @@ def _nanoseconds(
     """Datetimes → int64 ns since the epoch; NaT and dates outside the nanosecond range are reported by row."""
     if isinstance(dates.dtype, pd.DatetimeTZDtype):
         dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
-    bad = np.flatnonzero((dates.isna() | (dates < FIRST_DATE) | (dates > LAST_DATE)).to_numpy())
+    first_date, last_date = date_range()
+    bad = np.flatnonzero((dates.isna() | (dates < first_date) | (dates > last_date)).to_numpy())
     if len(bad):
         first = int(bad[0])
         raise DataError(
-            f"{path}: column '{column}' {place(first, where)} is not a date between {FIRST_DATE.date()} and "
-            f"{LAST_DATE.date()} ({shorten(str(values.iloc[first]))!r}); fix or delete that row"
+            f"{path}: column '{column}' {place(first, where)} is not a date between {first_date.date()} and "
+            f"{last_date.date()} ({shorten(str(values.iloc[first]))!r}); fix or delete that row"
         )
     return dates.astype("datetime64[ns]").astype(np.int64)
 

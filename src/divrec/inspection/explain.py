@@ -14,9 +14,9 @@ captured with a hook wherever the objective feeds them. Cost: one backward pass 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
@@ -24,6 +24,9 @@ from divrec import names
 from divrec.data.types import ProcessedData
 from divrec.lit.module import SeqRecModule
 from divrec.models import ModelConfigError
+
+if TYPE_CHECKING:  # annotations only
+    import pandas as pd
 
 
 @dataclass(frozen=True)

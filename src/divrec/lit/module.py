@@ -117,10 +117,11 @@ class SeqRecModule(pl.LightningModule):
     # --- evaluation ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def query(self, history: Tensor, users: Tensor | None = None) -> Tensor:
-        """(B, L) histories (and (B,) user indices, for user features) → (B, D) fp32 query vectors, encoded under
+        """(B, L) histories (and (B,) user indices, for user features) → (B, D) query vectors (fp32 or wider), encoded under
         bf16 autocast with ``mixed_precision``, in fp32 without (whatever autocast state the caller is in)."""
         with torch.autocast(history.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
-            return self.task.query(self.backbone, history, users).float()
+            query = self.task.query(self.backbone, history, users)  # (B, D)
+        return query.to(torch.promote_types(query.dtype, torch.float32))  # bf16 → fp32; fp64 models stay fp64
 
     @torch.no_grad()
     def scores(self, history: Tensor, users: Tensor | None = None) -> Tensor:
