@@ -23,6 +23,7 @@ from divrec.data.datamodule import SeqDataModule
 from divrec.data.splits import LeaveOneOut
 from divrec.lit.strategies import HydraJobLauncher
 from divrec.models import SequenceEncoder, check_model_config
+from divrec.precision import trainer_precision
 from divrec.rerank import RerankContext, Reranker
 from divrec.tasks import FineTune, NegativeSampler, NextItemSampledSoftmax, Objective, Pretraining
 
@@ -121,7 +122,8 @@ def check_trainer(cfg: DictConfig, tmp_path: Path) -> None:
     node = cfg.trainer
     if node.accelerator == "gpu" and not torch.cuda.is_available():  # same strategy and precision, built on the CPU
         node = OmegaConf.merge(node, {"accelerator": "cpu", "devices": 1})
-    trainer = instantiate(node, logger=False, default_root_dir=str(tmp_path / "out"))
+    precision = trainer_precision(cfg)  # divrec resolves auto before Lightning sees it
+    trainer = instantiate(node, logger=False, precision=precision, default_root_dir=str(tmp_path / "out"))
     assert isinstance(trainer, pl.Trainer)
     assert trainer._accelerator_connector.use_distributed_sampler is False  # divrec shards batches itself
     if node.devices != -1:  # -1: every visible GPU

@@ -26,6 +26,7 @@ from divrec import invocation, names
 from divrec.errors import UserError
 from divrec.lit.strategies import DDPStrategy, check_launcher, hydra_job_command
 from divrec.pipeline import build
+from divrec.precision import trainer_precision
 from divrec.sweep.status import read_status
 
 needs_console_script = pytest.mark.skipif(not CONSOLE_SCRIPT.is_file(), reason=f"{CONSOLE_SCRIPT} not installed")
@@ -206,6 +207,6 @@ def test_under_slurm_lightning_takes_ranks_from_slurm(tmp_path: Path, monkeypatc
         monkeypatch.setattr(holder, "rank", holder.rank)
     overrides = ["launcher=slurm", "trainer=ddp_cpu", "trainer.devices=2", "trainer.num_nodes=2", "logger=none"]
     cfg = compose_config("train", [*overrides, *run_paths(tmp_path / "out", tmp_path / "data")])
-    trainer = instantiate(cfg.trainer, logger=False)
+    trainer = instantiate(cfg.trainer, logger=False, precision=trainer_precision(cfg))
     assert trainer.strategy.cluster_environment.creates_processes_externally
     assert (trainer.global_rank, trainer.local_rank, trainer.node_rank, trainer.world_size) == (3, 1, 1, 4)

@@ -37,6 +37,7 @@ from divrec.lit.strategies import check_launcher
 from divrec.metrics import DiversityEvaluator, categories_multi_hot
 from divrec.models import ModelConfigError, ModelSpec, SequenceEncoder, check_model_config
 from divrec.models.warmstart import save_backbone, warm_start
+from divrec.precision import BF16_MIXED, trainer_precision
 from divrec.report import metrics_table, write_config, write_metrics, write_per_user
 from divrec.rerank import Reranker
 from divrec.tasks import Objective
@@ -99,7 +100,7 @@ def build_module(
         reranker=build_reranker(cfg, data) if evaluation else None, rerank_candidates=metrics_cfg.rerank_candidates,
         diversity=build_diversity(metrics_cfg, data, backbone) if evaluation and metrics_cfg.diversity else None,
         diversity_during_fit=metrics_cfg.diversity_during_fit, eval_chunk_size=metrics_cfg.get("eval_chunk_size"),
-        mixed_precision=trainer_precision(cfg) == "bf16-mixed",
+        mixed_precision=trainer_precision(cfg) == BF16_MIXED,
     )
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return module
@@ -126,18 +127,6 @@ def build_diversity(metrics_cfg: DictConfig, data: ProcessedData, backbone: Sequ
         )
         for stage in (names.VAL, names.TEST)
     }
-
-
-def trainer_precision(cfg: DictConfig) -> str:
-    """``trainer.precision`` as Lightning gets it: ``auto`` = ``bf16-mixed`` where the machine the trainer runs on
-    has native bf16 matrix units (``divrec.precision.bf16_supported``), else ``32-true``."""
-    trainer_cfg = cfg.get("trainer") or {}
-    requested = str(trainer_cfg.get("precision", "32-true"))
-    if requested != "auto":
-        return requested
-    from divrec.precision import bf16_supported, trainer_device
-
-    return "bf16-mixed" if bf16_supported(trainer_device(str(trainer_cfg.get("accelerator", "auto")))) else "32-true"
 
 
 def make_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:

@@ -144,6 +144,12 @@ def test_k_beyond_the_rankable_items_pads_with_empty_slots() -> None:
     assert (got[2][:, 13:] == 0).all() and (got[1][:, 13:] == float("-inf")).all()
 
 
+def test_an_empty_batch_gives_empty_results() -> None:
+    query, table, seen, target = random_case(6, 0, 50, 4)
+    ranks, vals, ids = mixed_ranking(query, table, seen, target, 3)
+    assert ranks.shape == (0,) and vals.shape == ids.shape == (0, 3)
+
+
 def test_error_bound_holds_for_this_machines_bf16_product() -> None:
     """|ỹ - (f - C)| <= A_b + u|ỹ| on every entry: the error model the exactness rests on."""
     for seed, scale in [(0, 1.0), (1, 1e-4), (2, 1e4)]:

@@ -33,6 +33,7 @@ from divrec.feedback.rounds import cutoffs, known_before, times_of, window_targe
 from divrec.feedback.strategies import UpdateStrategy
 from divrec.lit.module import SeqRecModule
 from divrec.pipeline import build_module, check_config, load_checkpoint
+from divrec.precision import trainer_precision
 from divrec.report import write_config
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,10 @@ class FeedbackRunner:
             "enable_progress_bar": False,  # evaluations are short; fit() turns the bar on for training
             "enable_model_summary": False,
         }
-        return instantiate(self.cfg.trainer, **(fixed | overrides), default_root_dir=str(self.output_dir))
+        precision = trainer_precision(self.cfg)  # auto → this machine's
+        return instantiate(
+            self.cfg.trainer, **(fixed | {"precision": precision} | overrides), default_root_dir=str(self.output_dir)
+        )
 
 
 def _no_csr(n_users: int) -> tuple[np.ndarray, np.ndarray]:

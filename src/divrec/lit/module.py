@@ -117,8 +117,8 @@ class SeqRecModule(pl.LightningModule):
     # --- evaluation ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def query(self, history: Tensor, users: Tensor | None = None) -> Tensor:
-        """(B, L) histories (and (B,) user indices, for user features) → (B, D) query vectors (fp32 or wider), encoded under
-        bf16 autocast with ``mixed_precision``, in fp32 without (whatever autocast state the caller is in)."""
+        """(B, L) histories (and (B,) user indices, for user features) → (B, D) query vectors (fp32 or wider),
+        encoded under bf16 autocast with ``mixed_precision``, in fp32 without (whatever the caller's autocast)."""
         with torch.autocast(history.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
             query = self.task.query(self.backbone, history, users)  # (B, D)
         return query.to(torch.promote_types(query.dtype, torch.float32))  # bf16 → fp32; fp64 models stay fp64

@@ -40,17 +40,20 @@ rounding of the bound itself). The model assumes fp32 accumulation, which CPU on
 target's own :math:`\tilde y` must lie within the bound of :math:`g_{bt} = f_t - C_b`, else the chunk is redone
 exactly.
 
-**Ranks.** :math:`h^-(y) = y - A_b - u|y|` and :math:`h^+(y) = y + A_b + u|y|` are increasing, so item ``j`` is
-certainly ahead (:math:`g_j > g_t`) when :math:`h^-(\tilde y_j) > h^+(\tilde y_t)` and certainly behind when
-:math:`h^+(\tilde y_j) < h^-(\tilde y_t)`: two per-user thresholds, rounded outwards to bf16. The items in between
-(the band) are rescored and counted when :math:`f_j \ge f_t`: rank = 1 + ahead + band ahead (``target_ranks``'
-rule).
+**Ranks.** :math:`g_{bt}` is known exactly (``f_t`` and the pieces of :math:`C_b`). :math:`h^\mp(y) = y \mp
+(A_b + u|y|)` are increasing, so item ``j`` is certainly ahead (:math:`g_j > g_t`) when :math:`h^-(\tilde y_j) >
+g_t` and certainly behind when :math:`h^+(\tilde y_j) < g_t`: one threshold :math:`\mu_b > 0` (rounded up to bf16)
+with ahead ⟸ :math:`\tilde y > \mu_b`, behind ⟸ :math:`\tilde y < -\mu_b`. The band :math:`|\tilde y| \le \mu_b`
+is rescored and counted where :math:`f_j \ge f_t`: rank = 1 + ahead + band ahead (``target_ranks``' rule). On the
+bf16 bit patterns viewed as int16 (sign-magnitude), :math:`\tilde y > \mu` is ``y16 > μ16`` and
+:math:`|\tilde y| \le \mu` is ``(y16 & 0x7FFF) <= μ16``: vectorised integer passes with integer outputs.
 
-**Top-K.** The best :math:`n = k + m` items by :math:`\tilde y` are rescored and ordered by (f descending, id
-ascending); with :math:`v` the :math:`(n+1)`-th largest :math:`\tilde y`, every other item has
-:math:`g \le h^+(v)`, so the first ``k`` are the exact top-K when :math:`g_{(k)} > h^+(v)` (strict: no other item can
-tie). Users failing the check are recomputed with the rescoring kernel over the whole catalog, as are users with a
-non-finite query or target score (``target_ranks``' handling of ``-inf``/NaN targets) and users near overflow.
+**Top-K.** A set of the :math:`n = k + m` largest :math:`\tilde y` is rescored and ordered by (f descending, id
+ascending). With :math:`v` the least :math:`\tilde y` in the set, every other item has :math:`g \le h^+(v)`, so the
+first ``k`` are the exact top-K when :math:`g_{(k)} > h^+(v)` (strict: no other item can tie). Users failing the
+check get their top-K from the rescoring kernel over the whole catalog; users with a non-finite query or target
+score (``target_ranks``' handling of ``-inf``/NaN targets), near overflow, or in a chunk that broke the error
+model get ranks and top-K that way.
 
 **Block pre-selection** (``block_top_n``): split the row into blocks of contiguous columns and keep the ``n`` blocks
 with the largest maxima (ties broken any way). If an item of the top ``n`` lay in a dropped block, each of the ``n``
@@ -286,12 +289,13 @@ def _row_counts(flags: Tensor) -> Tensor:
     )
 
 
-def _nonzero_blocks(flags: Tensor, block: int) -> tuple[Tensor, Tensor]:
-    """(rows, cols) of the nonzero entries of sparse (R, W) int16 flags, row-major; the nonzero blocks first."""
-    rows, width = flags.shape
-    blocks = flags.view(rows, width // block, block)
-    r, b = blocks.amax(2).nonzero(as_tuple=True)
-    i, j = blocks[r, b].nonzero(as_tuple=True)
+def _band_pairs(magnitude: Tensor, mu: Tensor, block: int) -> tuple[Tensor, Tensor]:
+    """(rows, cols), row-major, where the (R, W) int16 magnitude bits are <= μ (R, 1): blocks whose least
+    magnitude is within the band first, then their entries (a band is a few items: no full-size mask)."""
+    rows, width = magnitude.shape
+    blocks = magnitude.view(rows, width // block, block)
+    r, b = (blocks.amin(2) <= mu).nonzero(as_tuple=True)
+    i, j = (blocks[r, b] <= mu[r]).nonzero(as_tuple=True)
     return r[i], b[i] * block + j
 
 
@@ -316,22 +320,25 @@ def _top_set(y: Tensor, ahead: Tensor, n: int, block: int) -> tuple[Tensor, Tens
     return vals.view(torch.bfloat16), ids
 
 
-def _rescored_top_k(
-    query: Tensor, mt: MixedTable, side: _QuerySide, y_vals: Tensor, ids: Tensor, k: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(B, k) top-K of the rescored (B, n) bf16 top sets, and (B,) whether it is certainly the exact one."""
-    n = ids.shape[1]
-    empty = y_vals == _NEG_INF
-    ids = ids.clamp(max=mt.n_rows - 1).masked_fill(empty, 0)  # padding columns are never real
-    f = dot_rows(query.float().unsqueeze(1), mt.table[ids]).masked_fill(empty, _NEG_INF)  # (B, n)
+def _rescored_top_k(side: _QuerySide, f: Tensor, ids: Tensor, floor: Tensor, k: int) -> tuple[Tensor, ...]:
+    """(B, k) top-K of the rescored (B, n) top sets (f, ids), and (B,) whether it is certainly the exact one:
+    every item outside a set has ỹ <= ``floor`` (the set's least ỹ), hence g <= floor + A_b + u|floor|."""
     f, ids = order_by_score_then_id(f, ids)
+    n = ids.shape[1]
     if n < k:
         f = torch.nn.functional.pad(f, (0, k - n), value=_NEG_INF)
         ids = torch.nn.functional.pad(ids, (0, k - n), value=0)
     f, ids = f[:, :k], ids[:, :k]
-    v = y_vals.amin(1).double()  # every item outside the set has ỹ <= v, so g <= v + A_b + u|v|
+    v = floor.double()
     ok = (v == _NEG_INF) | (f[:, k - 1].double() - side.shift > v + side.bound + _U * v.abs())
     return f, ids, ok
+
+
+def _rescore_set(query: Tensor, mt: MixedTable, y_vals: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
+    """(R, n) f and ids of a top set of ỹ (empty slots: -inf and id 0)."""
+    empty = y_vals == _NEG_INF
+    ids = ids.clamp(max=mt.n_rows - 1).masked_fill(empty, 0)  # padding columns are never real
+    return dot_rows(query.float().unsqueeze(1), mt.table[ids]).masked_fill(empty, _NEG_INF), ids
 
 
 @dataclass(frozen=True)
@@ -339,6 +346,7 @@ class _Batch:
     """One ``mixed_ranking`` call: its inputs, the prepared table and query side, and per-chunk workspaces
     (reused: fresh multi-MB tensors per chunk cost page faults)."""
 
+    query: Tensor
     seen: Tensor
     target: Tensor
     table: MixedTable
@@ -350,7 +358,7 @@ class _Batch:
 
 def _scan_rows(batch: _Batch, rows: slice) -> tuple[Tensor, ...]:
     """One chunk of users through the bf16 product: certainly-ahead counts, band (row, item) pairs, the targets'
-    ỹ and a top-``n`` set (values, ids)."""
+    ỹ, and a top-``n`` set rescored (f, ids) with its least ỹ."""
     mt, side, tgt = batch.table, batch.side, batch.target[rows].long()
     y = _bf16_product(side.aug[rows], mt.aug, batch.scores[: len(tgt)])  # (R, W) bf16
     y[:, mt.n_rows :] = _NEG_INF  # padding rows of the prepared table
@@ -358,10 +366,12 @@ def _scan_rows(batch: _Batch, rows: slice) -> tuple[Tensor, ...]:
     y16, flags, mu = y.view(torch.int16), batch.flags[: len(tgt)], side.mu[rows]
     # bf16 bits: for μ > 0, ỹ > μ ⟺ y16 > μ, and |ỹ| <= μ ⟺ (y16 & 0x7FFF) <= μ; int16 outputs are vectorised
     ahead = _row_counts(torch.gt(y16, mu, out=flags))
-    band = torch.le(torch.bitwise_and(y16, 0x7FFF, out=flags), mu, out=flags)
-    band.view(-1)[at_target] = 0  # the target itself
-    band_rows, band_cols = _nonzero_blocks(band, mt.block)
-    return ahead, band_rows + rows.start, band_cols, y.view(-1)[at_target], *_top_set(y, ahead, batch.n, mt.block)
+    magnitude = torch.bitwise_and(y16, 0x7FFF, out=flags)
+    magnitude.view(-1)[at_target] = 0x7FFF  # the target itself is not in its band
+    band_rows, band_cols = _band_pairs(magnitude, mu, mt.block)
+    y_vals, ids = _top_set(y, ahead, batch.n, mt.block)
+    f, ids = _rescore_set(batch.query[rows], mt, y_vals, ids)
+    return ahead, band_rows + rows.start, band_cols, y.view(-1)[at_target], f, ids, y_vals.amin(1)
 
 
 def _exact_rows(query: Tensor, table: Tensor, seen: Tensor, target: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -378,7 +388,11 @@ _CACHE: list[tuple[tuple[object, ...], Tensor, MixedTable]] = []
 
 def _prepared(table: Tensor) -> MixedTable:
     """``prepare_table`` with a one-entry cache keyed by storage address, layout and version counter (an in-place
-    update bumps it); the source tensor is held, so its address cannot be reused by another table meanwhile."""
+    update bumps it); the source tensor is held, so its address cannot be reused by another table meanwhile.
+    Inference tensors (a table computed under ``torch.inference_mode``, e.g. fused with side features) have no
+    version counter: they are prepared every time, never cached."""
+    if table.is_inference():
+        return prepare_table(table)
     key = (table.data_ptr(), table.device, table.dtype, tuple(table.shape), table.stride(), table._version)
     if _CACHE and _CACHE[0][0] == key:
         return _CACHE[0][2]
@@ -418,15 +432,17 @@ def mixed_ranking(
     if k < 1 or row_chunk < 1:
         raise ValueError(f"k and row_chunk must be >= 1, got k={k}, row_chunk={row_chunk}")
     mt = table if isinstance(table, MixedTable) else _prepared(table)
+    if len(query) == 0:
+        return _exact_rows(query, mt.table, seen, target, k)
     side = _query_side(query, target, mt)
     n = min(k + (max(8, k // 4) if extra is None else max(0, extra)), mt.aug.shape[0])
     shape = (min(row_chunk, len(query)), mt.aug.shape[0])
     scores = torch.empty(shape, dtype=torch.bfloat16, device=query.device)
-    batch = _Batch(seen, target, mt, side, n, scores, torch.empty_like(scores, dtype=torch.int16))
+    batch = _Batch(query, seen, target, mt, side, n, scores, torch.empty_like(scores, dtype=torch.int16))
     chunks = [_scan_rows(batch, slice(s, s + row_chunk)) for s in range(0, len(query), row_chunk)]
-    ahead, band_rows, band_cols, y_target, top_y, top_ids = (torch.cat(c) for c in zip(*chunks, strict=True))
+    ahead, band_rows, band_cols, y_target, top_f, top_ids, floor = (torch.cat(c) for c in zip(*chunks, strict=True))
     exact = side.exact | _off_model(y_target, side, row_chunk)
-    vals, ids, ok = _rescored_top_k(query, mt, side, top_y, top_ids, k)
+    vals, ids, ok = _rescored_top_k(side, top_f, top_ids, floor, k)
     unsure = ~ok
     band_f = dot_rows(query[band_rows].float(), mt.table[band_cols])  # (P,) rescored band pairs
     band_ahead = torch.bincount(band_rows[band_f >= side.target_score[band_rows]], minlength=len(query))
