@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Speed on this CPU (issue 15): every figure a ratio of runs made one after another in this one invocation, each
 # under the timing lock (one heavy job at a time, all cores). Resumable: a run whose metrics.json exists is skipped.
-#   experiments/speed/run.sh                 # all parts (~25 min on 2 cores)
+#   experiments/speed/run.sh                 # all parts (~15 min on 2 cores)
 #   PARTS="gemm epoch" experiments/speed/run.sh
 #   then: .venv/bin/python experiments/speed/summarize.py   → experiments/speed/results.md
 # Parts: gemm (bf16 vs fp32 matrix-product peak at the logits shape), epoch (Beauty SASRec epoch and evaluation
 # time: fp32 plain / fp32 fused / bf16 fused / bf16 fused + compile), sampled (ml-100k: time to val NDCG@10 for full
-# CE, sampled softmax and gBCE at 256 / 1024 negatives, fp32 and bf16), ttq (ml-100k: process start to val
+# CE, sampled softmax and gBCE at 256 / 1024 negatives; bf16, SAMPLED_PRECISIONS="32-true bf16-mixed" for both), ttq (ml-100k: process start to val
 # NDCG@10 >= 0.060, fp32 vs bf16).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,8 +44,8 @@ for part in $parts; do
         run ttq/ml-100k-$p experiment=sasrec_ml100k trainer.max_epochs=6 trainer.precision=$p seed=0
       done ;;
     sampled)
-      s="experiment=sasrec_ml100k trainer.max_epochs=40 seed=0"
-      for p in 32-true bf16-mixed; do
+      s="experiment=sasrec_ml100k trainer.max_epochs=${SAMPLED_EPOCHS:-20} seed=0"
+      for p in ${SAMPLED_PRECISIONS:-bf16-mixed}; do
         run sampled/$p/full-ce $s trainer.precision=$p
         for n in 256 1024; do
           run sampled/$p/ss-$n $s trainer.precision=$p task=sampled_softmax task.n_negatives=$n
