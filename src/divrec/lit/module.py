@@ -25,6 +25,7 @@ from divrec.metrics import (
     target_ranks,
     top_k,
 )
+from divrec.metrics.mixed import mixed_ranking
 from divrec.metrics.pointwise import PointwiseEvaluator
 from divrec.models import SequenceEncoder
 from divrec.rerank import RerankContext, Reranker, list_ranks, rerank_candidates, rerank_lists
@@ -177,8 +178,6 @@ class SeqRecModule(pl.LightningModule):
     @torch.no_grad()
     def _mixed_ranking(self, batch: dict[str, Tensor], k: int) -> tuple[Tensor, Tensor, Tensor]:
         """(B,) ranks, (B, k) scores and ids from bf16 scores, exact after fp32 rescoring (``mixed_ranking``)."""
-        from divrec.metrics.mixed import mixed_ranking
-
         query = self.query(batch[names.HISTORY], batch.get(names.USER_INDEX))  # (B, D) fp32
         table = self.backbone.item_table()
         return mixed_ranking(query, table, batch[names.SEEN], batch[names.TARGET], k)

@@ -58,7 +58,7 @@ def softmax_ce(
 ) -> Tensor:
     """Full-softmax CE of (N, D) states against items 1..n_items for (N,) target ids: in item chunks when
     ``chunk_size``, else fused over blocks of positions when ``fused``, else on one (N, n_items) logit matrix.
-    The chunked and fused paths run their matrix products in bf16 under bf16 autocast, sums in fp32."""
+    The fused path runs its matrix products in bf16 under bf16 autocast, its sums in fp32."""
     if chunk_size is None and not fused:
         logits = backbone.item_logits(hidden)  # (N, n_items): column j = item j + 1
         return F.cross_entropy(logits, targets - 1, label_smoothing=label_smoothing)
