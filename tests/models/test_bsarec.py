@@ -46,6 +46,16 @@ def test_low_pass_is_the_projection_on_the_lowest_frequencies(n: int, bins: int)
     torch.testing.assert_close(low_pass(x, bins).double(), direct_low_pass(x, bins), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("length", [1, 4, 8])
+def test_low_pass_of_the_last_positions_equals_the_zero_padded_window(length: int) -> None:
+    """The model runs on the batch's L positions; low_pass zero-fills the first N - L of its N-window itself."""
+    torch.manual_seed(2)
+    x = torch.randn(2, length, 3)
+    padded = torch.nn.functional.pad(x, (0, 0, MAX_LEN - length, 0))  # (B, N, D)
+    expected = direct_low_pass(padded, 3)[:, -length:]
+    torch.testing.assert_close(low_pass(x, 3, MAX_LEN).double(), expected, rtol=0, atol=1e-5)
+
+
 def test_frequency_layer_rescales_the_high_frequencies_by_beta_squared() -> None:
     cfg = BSARecConfig(max_len=MAX_LEN, hidden_size=4, c=5)  # 5 // 2 + 1 = 3 low bins
     torch.manual_seed(2)

@@ -49,6 +49,17 @@ def test_filter_matches_a_dense_dft_reference(n: int) -> None:
     torch.testing.assert_close(learned_filter(x, weight).double(), dense_filter(x, weight), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("length", [1, 3, 8])
+def test_filter_of_the_last_positions_equals_the_zero_padded_window(length: int) -> None:
+    """The model runs on the batch's L positions; the filter zero-fills the first N - L of its N-window itself."""
+    torch.manual_seed(2)
+    x = torch.randn(2, length, 3)
+    weight = torch.randn(MAX_LEN // 2 + 1, 3, dtype=torch.complex64)
+    padded = torch.nn.functional.pad(x, (0, 0, MAX_LEN - length, 0))  # (B, N, D)
+    expected = dense_filter(padded, weight)[:, -length:]
+    torch.testing.assert_close(learned_filter(x, weight, MAX_LEN).double(), expected, rtol=0, atol=1e-5)
+
+
 def test_filter_layer_is_layernorm_of_input_plus_filter() -> None:
     cfg = FMLPConfig(max_len=MAX_LEN, hidden_size=4, dropout=0.5)
     torch.manual_seed(2)

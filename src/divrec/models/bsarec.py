@@ -12,11 +12,12 @@ Each layer runs two branches on the same input x (B, N, D), N = max_len, and mix
     layer = alpha * dsp + (1 - alpha) * gsp,  then the post-LN FFN of FMLP-Rec (models/fmlp.py)
 
 The input is the FMLP-Rec one (models/fmlp.py): item + learned position embeddings, LayerNorm, dropout, over the
-history left-padded to max_len internally (the frequency split is defined on that window), the last L positions
-returned. The attention is causal like the reference's (its ``get_attention_mask``), but the frequency branch mixes
-every position, so the model is NOT causal and is trained on each window's last position (``task=next_item_last``,
-selected by conf/model/bsarec.yaml), which is also the reference's objective: full-softmax cross-entropy at the last
-position of every prefix.
+history left-padded to max_len with zeros inside the frequency branch (the frequency split is defined on that window;
+the other layers run on the batch's L positions only, which gives the full window's outputs exactly). The attention is
+causal like the reference's (its ``get_attention_mask``), but the frequency branch mixes every position, so the model
+is NOT causal and is trained on each window's last position (``task=next_item_last``, selected by
+conf/model/bsarec.yaml), which is also the reference's objective: full-softmax cross-entropy at the last position of
+every prefix.
 
 Where divrec differs from the reference code:
 - padded positions are zeroed before every layer (both branches read the same zeroed input): the FFT reads the
@@ -78,11 +79,14 @@ class BSARecConfig(FMLPConfig):
         return int(self.c) // 2 + 1
 
 
-def low_pass(x: Tensor, bins: int) -> Tensor:
-    """(B, N, D) real signal → its projection on the lowest ``bins`` real-FFT frequencies (B, N, D), computed in
+def low_pass(x: Tensor, bins: int, n: int | None = None) -> Tensor:
+    """(B, L, D) real signal → its projection on the lowest ``bins`` real-FFT frequencies of an ``n``-window
+    (default L) whose first n - L positions are zero (left padding) and whose last L are x: (B, L, D), computed in
     float32 and returned in x's dtype; irfft zero-fills the dropped bins."""
-    spectrum = torch.fft.rfft(x.float(), dim=1, norm="ortho")[:, :bins]  # (B, bins, D)
-    return torch.fft.irfft(spectrum, n=x.shape[1], dim=1, norm="ortho").to(x.dtype)  # (B, N, D)
+    n = x.shape[1] if n is None else n
+    padded = nn.functional.pad(x.float(), (0, 0, n - x.shape[1], 0))  # (B, n, D)
+    spectrum = torch.fft.rfft(padded, dim=1, norm="ortho")[:, :bins]  # (B, bins, D)
+    return torch.fft.irfft(spectrum, n=n, dim=1, norm="ortho")[:, n - x.shape[1] :].to(x.dtype)  # (B, L, D)
 
 
 class FrequencyLayer(nn.Module):
@@ -90,17 +94,17 @@ class FrequencyLayer(nn.Module):
 
     def __init__(self, cfg: BSARecConfig) -> None:
         super().__init__()
-        self.bins = cfg.low_bins
+        self.bins, self.window = cfg.low_bins, cfg.max_len
         self.sqrt_beta = nn.Parameter(torch.randn(cfg.hidden_size))  # N(0, 1) like the reference
         self.drop = Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=EPS)
 
     def rescale(self, x: Tensor) -> Tensor:
-        """(B, N, D) → low + beta² * high, the frequency-rescaled signal before dropout and the residual."""
-        low = low_pass(x, self.bins)  # (B, N, D)
+        """(B, L, D) → low + beta² * high, the frequency-rescaled signal before dropout and the residual."""
+        low = low_pass(x, self.bins, self.window)  # (B, L, D)
         return low + self.sqrt_beta**2 * (x - low)
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, N, D) -> (B, N, D)
+    def forward(self, x: Tensor) -> Tensor:  # (B, L, D) -> (B, L, D)
         return self.norm(x + self.drop(self.rescale(x)))
 
 
@@ -113,7 +117,7 @@ class AttentionLayer(nn.Module):
         self.drop = Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=EPS)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # (B, N, D), (B, 1, N, N) -> (B, N, D)
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # (B, L, D), (B, 1, L, L) -> (B, L, D)
         return self.norm(x + self.drop(self.attn(x, mask)))
 
 
@@ -125,7 +129,7 @@ class BSARecBlock(nn.Module):
         self.attention = AttentionLayer(cfg)
         self.ffn = FeedForward(cfg)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # (B, N, D) -> (B, N, D)
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # (B, L, D) -> (B, L, D)
         mixed = self.alpha * self.frequency(x) + (1.0 - self.alpha) * self.attention(x, mask)
         return self.ffn(mixed)
 
@@ -141,20 +145,20 @@ class BSARec(WindowEncoder):
 
     @staticmethod
     def attention_mask(window: Tensor) -> Tensor:
-        """(B, N) ids → (B, 1, N, N) bool, True = may attend: real keys at or before the query (the reference's
+        """(B, L) ids → (B, 1, L, L) bool, True = may attend: real keys at or before the query (the reference's
         left-to-right mask), plus the diagonal so that a padded query has a key (no NaN rows)."""
         n = window.shape[1]
-        past = torch.ones(n, n, dtype=torch.bool, device=window.device).tril()  # (N, N)
+        past = torch.ones(n, n, dtype=torch.bool, device=window.device).tril()  # (L, L)
         eye = torch.eye(n, dtype=torch.bool, device=window.device)
         return ((window != 0)[:, None, None, :] & past) | eye
 
     def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """(B, L) left-padded item ids (0 = padding) and, with ``user_features``, (B,) user indices → (B, L, D)."""
-        window = self.window(items)  # (B, N)
-        (x, real), mask = self.embed(window, users), self.attention_mask(window)  # (B, N, D), (B, N, 1)
+        window = self.window(items)  # (B, L): the filters zero-fill the max_len window's first N - L positions
+        (x, real), mask = self.embed(window, users), self.attention_mask(window)  # (B, L, D), (B, L, 1)
         for block in self.blocks:
             x = block(x * real, mask)  # both branches read real items only
-        return x[:, -items.shape[1] :]  # (B, L, D)
+        return x  # (B, L, D)
 
     @torch.no_grad()
     def attention_maps(self, items: Tensor, users: Tensor | None = None) -> list[Tensor]:

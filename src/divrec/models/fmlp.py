@@ -9,8 +9,9 @@ github.com/yehjin-shin/BSARec (src/model/fmlprec.py), which this file follows.
     FFN   = LayerNorm(h + Dropout(W2 act(W1 h)))                          # post-LN, inner width ffn_size
 
 The filter W has one complex weight per frequency bin and channel, so its length is tied to the sequence length:
-like the reference (which pads every sequence to max_len), the model LEFT-pads its input to ``max_len`` internally
-and returns the last L positions, so a history's outputs never depend on how far its batch was padded. The filter
+like the reference (which pads every sequence to max_len), each filter LEFT-pads its input to ``max_len`` with zeros
+(the other layers run on the batch's L positions only: padded states are zeroed before every filter, so this equals
+the full window exactly), and a history's outputs never depend on how far its batch was padded. The filter
 mixes every position (a circular convolution over the whole window), so the model is NOT causal: it is trained on
 each window's last position only (``task=next_item_last``, selected by conf/model/fmlp.yaml).
 
@@ -74,16 +75,20 @@ class FeedForward(nn.Module):
         self.drop = Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=EPS)
 
-    def forward(self, h: Tensor) -> Tensor:  # (B, N, D) -> (B, N, D)
+    def forward(self, h: Tensor) -> Tensor:  # (B, L, D) -> (B, L, D)
         return self.norm(h + self.drop(self.outer(self.act(self.inner(h)))))
 
 
-def learned_filter(x: Tensor, weight: Tensor) -> Tensor:
-    """(B, N, D) real signal, (N//2 + 1, D) complex weight → irfft(rfft(x) * weight), FFT over the sequence axis
-    with orthonormal scaling, in float32 (FFTs do not run in half precision), returned in x's dtype."""
-    n = x.shape[1]
-    spectrum = torch.fft.rfft(x.float(), dim=1, norm="ortho")  # (B, N//2 + 1, D) complex
-    return torch.fft.irfft(spectrum * weight, n=n, dim=1, norm="ortho").to(x.dtype)  # (B, N, D)
+def learned_filter(x: Tensor, weight: Tensor, n: int | None = None) -> Tensor:
+    """(B, L, D) real signal, (n//2 + 1, D) complex weight → irfft(rfft(x) * weight) (B, L, D), FFT over the
+    sequence axis with orthonormal scaling, in float32 (FFTs do not run in half precision), returned in x's dtype.
+    ``n`` (default L): the window the filter is defined on; x holds its last L positions, the first n - L are zero
+    (left padding), so they are zero-filled here instead of being carried through every layer."""
+    n = x.shape[1] if n is None else n
+    padded = nn.functional.pad(x.float(), (0, 0, n - x.shape[1], 0))  # (B, n, D)
+    spectrum = torch.fft.rfft(padded, dim=1, norm="ortho")  # (B, n//2 + 1, D) complex
+    out = torch.fft.irfft(spectrum * weight, n=n, dim=1, norm="ortho")  # (B, n, D)
+    return out[:, n - x.shape[1] :].to(x.dtype)  # (B, L, D)
 
 
 class FilterLayer(nn.Module):
@@ -93,14 +98,15 @@ class FilterLayer(nn.Module):
         super().__init__()
         # (bins, D, 2): real and imaginary parts, N(0, 0.02^2) like the reference
         self.complex_weight = nn.Parameter(torch.randn(cfg.n_bins, cfg.hidden_size, 2) * 0.02)
+        self.window = cfg.max_len
         self.drop = Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=EPS)
 
     def weight(self) -> Tensor:
         return torch.view_as_complex(self.complex_weight)  # (bins, D) complex
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, N, D) -> (B, N, D)
-        return self.norm(x + self.drop(learned_filter(x, self.weight())))
+    def forward(self, x: Tensor) -> Tensor:  # (B, L, D) -> (B, L, D)
+        return self.norm(x + self.drop(learned_filter(x, self.weight(), self.window)))
 
 
 class FMLPBlock(nn.Module):
@@ -109,7 +115,7 @@ class FMLPBlock(nn.Module):
         self.filter = FilterLayer(cfg)
         self.ffn = FeedForward(cfg)
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, N, D) -> (B, N, D)
+    def forward(self, x: Tensor) -> Tensor:  # (B, L, D) -> (B, L, D)
         return self.ffn(self.filter(x))
 
 
@@ -137,15 +143,18 @@ class WindowEncoder(Encoder):
         return [self.tower.item_emb, self.pos_emb, self.emb_norm]
 
     def window(self, items: Tensor) -> Tensor:
-        """(B, L) left-padded ids → (B, N) the same ids left-padded with 0 to N = max_len."""
+        """(B, L) left-padded ids → the same (B, L) ids, checked against max_len. The filters zero-fill the window's
+        first N - L positions themselves (``learned_filter``, ``low_pass``): every padded state is zeroed before each
+        layer, so computing the attention, FFN and LayerNorms at the last L positions only gives the outputs of the
+        full max_len window exactly, at L / N of the cost (Beauty prefixes: L ~ 10 of N = 50)."""
         self.check_length(items)
-        return nn.functional.pad(items, (self.cfg.max_len - items.shape[1], 0))
+        return items
 
     def embed(self, window: Tensor, users: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(B, N) window → the first block's input (B, N, D), LayerNorm(item + position) with dropout, and the
-        (B, N, 1) mask of real positions (1.0) versus padding (0.0) that zeroes the padding before each filter."""
-        pos = self.positions(window.shape[1], window.device)  # (N,) newest item = position 0
-        x = self.add_users(self.embed_items(window) + self.pos_emb(pos), window, users)  # (B, N, D)
+        """(B, L) window → the first block's input (B, L, D), LayerNorm(item + position) with dropout, and the
+        (B, L, 1) mask of real positions (1.0) versus padding (0.0) that zeroes the padding before each filter."""
+        pos = self.positions(window.shape[1], window.device)  # (L,) newest item = position 0
+        x = self.add_users(self.embed_items(window) + self.pos_emb(pos), window, users)  # (B, L, D)
         x = self.emb_drop(self.emb_norm(x))
         return x, (window != 0)[..., None].to(x.dtype)
 
@@ -160,8 +169,8 @@ class FMLPRec(WindowEncoder):
 
     def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """(B, L) left-padded item ids (0 = padding) and, with ``user_features``, (B,) user indices → (B, L, D)."""
-        window = self.window(items)  # (B, N)
-        x, real = self.embed(window, users)  # (B, N, D), (B, N, 1)
+        window = self.window(items)  # (B, L)
+        x, real = self.embed(window, users)  # (B, L, D), (B, L, 1)
         for block in self.blocks:
             x = block(x * real)  # the filter reads real items only
-        return x[:, -items.shape[1] :]  # (B, L, D)
+        return x  # (B, L, D)
