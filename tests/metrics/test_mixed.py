@@ -124,6 +124,23 @@ def test_top_k_check_failures_fall_back_to_the_exact_path(monkeypatch: pytest.Mo
     assert redone and 0 < sum(redone) <= len(query)
 
 
+def test_users_with_a_wide_band_go_to_the_exact_path() -> None:
+    """Near-tied items in a wide table (EASE's item-item rows): bands of thousands of items per user are not
+    rescored pair by pair (memory grows with band x D) but ranked exactly, with the same results."""
+    gen = torch.Generator().manual_seed(3)
+    n_items, dim = 3000, 256
+    noise = 1e-4 * torch.randn(n_items + 1, dim, generator=gen)
+    table = torch.randn(1, dim, generator=gen).repeat(n_items + 1, 1) + noise
+    table[0] = 0
+    query = torch.randn(20, dim, generator=gen)
+    target = torch.randint(1, n_items + 1, (20,), generator=gen)
+    seen = torch.randint(0, n_items + 1, (20, 5), generator=gen)
+    stats: dict[str, int] = {}
+    got = mixed_ranking(query, table, seen, target, 10, stats=stats)
+    assert stats["exact_users"] == 20 and stats["band_pairs"] == 0
+    assert_equal(got, brute_force(query, table, seen, target, 10))
+
+
 def test_non_finite_scores_are_handled_like_target_ranks() -> None:
     query, table, seen, target = random_case(3, 20, 200, 8)
     query = query.abs() + 0.1  # no zeros: inf * q stays inf in every kernel

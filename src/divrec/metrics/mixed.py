@@ -82,6 +82,7 @@ _OVERFLOW = 2.0**100  # ||q|| * max ||e|| above this: exact path (no bf16 overfl
 BLOCK = 64  # columns per block of the top-K pre-selection
 ROW_CHUNK = 256  # users per bf16 product: the (R, V) scores and masks stay in cache and reuse the heap
 _EXACT_ELEMENTS = 2**22  # (rows, items, D) elements per product of the exact path
+BAND_LIMIT = 1024  # band pairs of one user beyond which the user goes to the exact path (wide, near-tied tables)
 
 
 def _gamma(n: int) -> float:
@@ -401,6 +402,13 @@ def _prepared(table: Tensor) -> MixedTable:
     return mt
 
 
+def _band_scores(query: Tensor, table: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """``dot_rows`` of the (row, item) band pairs, a bounded number of (pairs, D) elements at a time."""
+    step = max(1, _EXACT_ELEMENTS // max(1, table.shape[1]))
+    parts = [dot_rows(query[rows[s : s + step]].float(), table[cols[s : s + step]]) for s in range(0, len(rows), step)]
+    return torch.cat(parts) if parts else query.new_zeros(0)
+
+
 @torch.no_grad()
 def mixed_ranking(
     query: Tensor,
@@ -444,7 +452,10 @@ def mixed_ranking(
     exact = side.exact | _off_model(y_target, side, row_chunk)
     vals, ids, ok = _rescored_top_k(side, top_f, top_ids, floor, k)
     unsure = ~ok
-    band_f = dot_rows(query[band_rows].float(), mt.table[band_cols])  # (P,) rescored band pairs
+    exact |= torch.bincount(band_rows, minlength=len(query)) > BAND_LIMIT  # e.g. EASE's 12k-wide item-item rows
+    keep = ~exact[band_rows]
+    band_rows, band_cols = band_rows[keep], band_cols[keep]
+    band_f = _band_scores(query, mt.table, band_rows, band_cols)  # (P,) rescored band pairs
     band_ahead = torch.bincount(band_rows[band_f >= side.target_score[band_rows]], minlength=len(query))
     ranks = 1 + ahead + band_ahead
     if stats is not None:
