@@ -29,7 +29,7 @@ from divrec.tasks import FineTune, NegativeSampler, NextItemSampledSoftmax, Obje
 
 CONF = config_dir()
 # conf/tune/space/*.yaml are search spaces that `divrec tune` reads itself (tests/tune/test_space.py), not a group
-NOT_GROUPS = {"tune"}
+NOT_GROUPS = {"tune", "recipes"}  # conf/recipes/*.yaml: size-class recipe tables (divrec.recipes)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in NOT_GROUPS)
 OPTIONS = [
     (group, f.stem) for group in GROUPS for f in sorted((CONF / group).glob("*.yaml")) if not f.name.startswith("_")

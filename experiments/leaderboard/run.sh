@@ -3,6 +3,7 @@
 # finished cells are skipped. Breadth first: every cell's seed 0, then seeds 0-2 (only the missing seeds run).
 #   experiments/leaderboard/run.sh                                   # all models x ml-100k, beauty, lastfm
 #   MODELS=sasrec,hstu DATASETS=ml-100k SEEDS="0 0,1,2" experiments/leaderboard/run.sh   # a subset
+#   MODELS=sasrec DATASETS=ml-100k,beauty SEEDS=0 CONTROLS=shuffled experiments/leaderboard/run.sh
 # Each invocation holds /tmp/divrec-timing.lock (one timed job at a time on the machine).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,6 +11,7 @@ OUT=${OUT:-outputs/leaderboard}
 MODELS=${MODELS:-sasrec,hstu,lrurec,gru4rec,bert4rec,fmlp,bsarec,pop,itemknn,ease}
 DATASETS=${DATASETS:-ml-100k,beauty,lastfm}
 SEEDS=${SEEDS:-"0 0,1,2"}
+CONTROLS=${CONTROLS:-}  # e.g. CONTROLS=shuffled: + a <model>+shuffled row per model (README "protocol honesty")
 DIVREC=${DIVREC:-.venv/bin/divrec}
 RECIPE=(
   callbacks.progress_bar.refresh_rate=0 trainer.max_epochs=60
@@ -41,5 +43,5 @@ for entry in "${RECIPE[@]}"; do
 done
 for seeds in $SEEDS; do
   flock /tmp/divrec-timing.lock "$DIVREC" leaderboard "models=[$MODELS]" "datasets=[$DATASETS]" "seeds=[$seeds]" \
-    "out=$OUT" "${ARGS[@]}"
+    "out=$OUT" ${CONTROLS:+"controls=[$CONTROLS]"} "${ARGS[@]}"
 done

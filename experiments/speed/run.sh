@@ -7,7 +7,8 @@
 # Parts: gemm (bf16 vs fp32 matrix-product peak at the logits shape), epoch (Beauty SASRec epoch and evaluation
 # time: fp32 plain / fp32 fused / bf16 fused / bf16 fused + compile), sampled (ml-100k: time to val NDCG@10 for full
 # CE, sampled softmax and gBCE at 256 / 1024 negatives; bf16, SAMPLED_PRECISIONS="32-true bf16-mixed" for both), ttq (ml-100k: process start to val
-# NDCG@10 >= 0.060, fp32 vs bf16).
+# NDCG@10 >= 0.060, fp32 vs bf16), ttq-beauty (Beauty SASRec: process start to val NDCG@10 >= 0.055), zoo (every zoo
+# model's Beauty epoch and evaluation time next to SASRec's, each with its leaderboard recipe, default precision).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -43,6 +44,17 @@ for part in $parts; do
       for p in 32-true bf16-mixed; do
         run ttq/ml-100k-$p experiment=sasrec_ml100k trainer.max_epochs=6 trainer.precision=$p seed=0
       done ;;
+    ttq-beauty)
+      run ttq-beauty/sasrec experiment=sasrec_beauty trainer.max_epochs=${BEAUTY_TTQ_EPOCHS:-15} seed=0 ;;
+    zoo)
+      z="data=beauty trainer.max_epochs=2 callbacks.early_stopping.patience=100 seed=0"
+      run zoo/sasrec experiment=sasrec_beauty trainer.max_epochs=2 callbacks.early_stopping.patience=100 seed=0
+      run zoo/bert4rec model=bert4rec $z data.batch_size=256
+      run zoo/gru4rec model=gru4rec $z data.batch_size=256 optim.lr=1e-3
+      run zoo/lrurec model=lrurec $z data.batch_size=128 optim=adamw optim.lr=1e-3 trainer.gradient_clip_val=5
+      run zoo/hstu model=hstu $z data.batch_size=128 optim=adamw optim.lr=1e-3 optim.weight_decay=0
+      run zoo/bsarec model=bsarec $z data.batch_size=256 optim.lr=5e-4
+      run zoo/fmlp model=fmlp $z data.batch_size=256 optim.lr=1e-3 ;;
     sampled)
       s="experiment=sasrec_ml100k trainer.max_epochs=${SAMPLED_EPOCHS:-20} seed=0"
       for p in ${SAMPLED_PRECISIONS:-bf16-mixed}; do
@@ -55,4 +67,4 @@ for part in $parts; do
     *) echo "unknown part $part" >&2; exit 2 ;;
   esac
 done
-.venv/bin/python experiments/speed/summarize.py --runs "$out" --out experiments/speed/results.md
+.venv/bin/python experiments/speed/summarize.py --runs "$out" --out "${RESULTS:-experiments/speed/results.md}"

@@ -38,6 +38,7 @@ from divrec.metrics import DiversityEvaluator, categories_multi_hot
 from divrec.models import ModelConfigError, ModelSpec, SequenceEncoder, check_model_config
 from divrec.models.warmstart import save_backbone, warm_start
 from divrec.precision import BF16_MIXED, trainer_precision
+from divrec.recipes import apply_recipe
 from divrec.report import metrics_table, write_config, write_metrics, write_per_user
 from divrec.rerank import Reranker
 from divrec.tasks import Objective
@@ -169,12 +170,16 @@ def _stage_metrics(results: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(v) for r in results for k, v in r.items()}
 
 
-def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, float]:
+def train(
+    cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), overrides: Sequence[str] | None = None
+) -> dict[str, float]:
     """Fit (resuming ``ckpt_path``; ``last`` = this run folder's last.ckpt), then evaluate the best checkpoint (by
     ``callbacks.model_checkpoint.monitor``) on val and test. ``callbacks``: Lightning callbacks added to the
-    configured ones (``divrec tune``'s trial reporter), run after them."""
+    configured ones (``divrec tune``'s trial reporter), run after them. ``overrides``: the command line's
+    ``key=value`` strings, which a ``recipe=`` never changes (None = Hydra's task overrides where Hydra runs)."""
     output_dir = Path(cfg.paths.output_dir)
     check_config(cfg)  # what the config alone refuses, before the trainer and before anything is written
+    cfg = apply_recipe(cfg, overrides)  # the data's size-class recipe (divrec.recipes), before anything is made
     ckpt_path = resume_path(cfg)
     if ckpt_path:  # a bad or foreign checkpoint fails here, before anything is written
         check_resumable(cfg, read_checkpoint(ckpt_path, mmap=True), ckpt_path)

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from divrec.errors import UserError
+from divrec.recipes import CHOICES as RECIPE_CHOICES
 
 
 class ConfigError(UserError):
@@ -306,6 +307,8 @@ PRECISIONS = ("auto", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", 
 RULES: tuple[Rule, ...] = (
     Rule("seed", Integer(0, 2**32 - 1), "numpy and torch seeds are unsigned 32-bit", "seed=42"),
     Rule("compile", Flag(), "torch.compile the backbone", "compile=false"),
+    Rule("recipe", OneOf(RECIPE_CHOICES), "auto = the data's size class (divrec.recipes); none = no recipe",
+         "recipe=auto"),
     Rule("k", Integer(1), "recommendation list length", "k=10"),
     Rule("explain_top", Integer(1), "history items per recommended item", "explain_top=3"),
     Rule("explain", Flag(), "add explanations to the lists", "explain=false"),
