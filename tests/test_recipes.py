@@ -28,7 +28,7 @@ def test_class_rule_at_both_sides_of_the_threshold() -> None:
     assert size_class(0.0) == "short"
 
 
-@pytest.mark.parametrize(("mean_length", "expected"), [(20.0, "short"), (80.0, "long")])
+@pytest.mark.parametrize(("mean_length", "expected"), [(6.0, "short"), (80.0, "long")])
 def test_class_of_synthetic_data_from_its_training_lengths(tmp_path: Path, mean_length: float, expected: str) -> None:
     sizes = ["data=synthetic", "data.source.n_users=60", "data.source.n_items=500"]  # lengths need distinct items
     cfg = composed([*sizes, f"data.source.mean_length={mean_length}"], tmp_path)
