@@ -91,3 +91,11 @@ def test_scores_are_fp32_even_inside_a_bf16_autocast(bf16_run, tmp_path: Path) -
     torch.testing.assert_close(inside, outside, rtol=0, atol=0)
     module.mixed_precision = False  # fp32 encoding: a different (not bf16-rounded) query
     assert module.query(history).dtype == torch.float32
+
+
+def test_closed_form_baselines_rank_in_fp32_under_bf16(bf16_run, tmp_path: Path) -> None:
+    """A fitted item-item model has nothing to gain from bf16 and its wide rows would defeat the bf16 ranker."""
+    shared = [o for o in bf16_run.overrides[:-2] if not o.startswith(("model.", "task."))]
+    overrides = [*shared, "model=ease", *run_paths(tmp_path / "out", bf16_run.data_dir)]
+    _, module = build(compose_config("train", overrides))
+    assert not module.backbone.trainable and not module.mixed_precision

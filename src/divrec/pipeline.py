@@ -101,7 +101,7 @@ def build_module(
         reranker=build_reranker(cfg, data) if evaluation else None, rerank_candidates=metrics_cfg.rerank_candidates,
         diversity=build_diversity(metrics_cfg, data, backbone) if evaluation and metrics_cfg.diversity else None,
         diversity_during_fit=metrics_cfg.diversity_during_fit, eval_chunk_size=metrics_cfg.get("eval_chunk_size"),
-        mixed_precision=trainer_precision(cfg) == BF16_MIXED,
+        mixed_precision=trainer_precision(cfg) == BF16_MIXED and backbone.trainable,  # closed forms rank in fp32
     )
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return module

@@ -20,8 +20,9 @@ ml-100k                       943      63      104.0   146     long
 synthetic (tests' default)    1,000    10      12.8    17      short (10 <= 10)
 ============================  =======  ======  ======  ======  =====
 
-The values: ``conf/recipes/<class>.yaml``, a mapping model option -> {dotted key: value}; the model option is read
-off ``model._target_`` (``MODEL_TARGETS``), else Hydra's ``runtime.choices.model``; an unknown model gets no recipe.
+The values: ``conf/recipes/<class>.yaml``, a mapping model option -> {dotted key: value}; the model option is read off
+``model._target_`` (matched to the conf/model YAMLs, ``model_options``), else Hydra's ``runtime.choices.model``; an
+unknown model gets no recipe.
 Precedence: a recipe value is applied only where the command line did not set that key (Hydra's task overrides, or
 the ``overrides`` a caller of ``pipeline.train`` passes) and only when no ``experiment=`` is selected (an experiment
 is a hand-written recipe and wins entirely). ``recipe=none`` applies nothing; ``recipe=short|long`` forces a class.
@@ -31,6 +32,7 @@ config.yaml; ``divrec eval`` / ``recommend`` reuse that stored config and never 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -68,20 +70,6 @@ CLASSES: tuple[SizeClass, ...] = (
 )
 CHOICES: tuple[str, ...] = (AUTO, NONE, *(c.name for c in CLASSES))
 
-# model._target_ -> the model option (conf/model/<name>.yaml); TransformerBackbone is sasrec or bert4rec by `causal`
-MODEL_TARGETS: dict[str, str] = {
-    "divrec.models.bsarec.BSARec": "bsarec",
-    "divrec.models.fmlp.FMLPRec": "fmlp",
-    "divrec.models.gru4rec.GRU4Rec": "gru4rec",
-    "divrec.models.lrurec.LRURec": "lrurec",
-    "divrec.models.hstu.HSTU": "hstu",
-    "divrec.models.ease.EASE": "ease",
-    "divrec.models.itemknn.ItemKNN": "itemknn",
-    "divrec.models.pop.MostPopular": "pop",
-}
-TRANSFORMER = "divrec.models.TransformerBackbone"
-
-
 def size_class(median: float) -> str:
     """The class of a dataset whose median training items per user is ``median``."""
     return next(c.name for c in CLASSES if median <= c.max_median)
@@ -93,13 +81,29 @@ def median_train_length(data: ProcessedData) -> float:
     return float(np.median(lengths)) if len(lengths) else 0.0
 
 
+@functools.cache
+def model_options() -> tuple[tuple[str, str, bool], ...]:
+    """(option, ``_target_``, causal) of every conf/model/*.yaml, read off the YAMLs themselves (nothing to edit
+    here when a model is added); a YAML is either the model node or a ``# @package _global_`` file with ``model:``."""
+    options = []
+    for path in sorted((config_dir() / "model").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        node = node.get("model", node) if "_target_" not in node else node
+        if isinstance(node, DictConfig) and "_target_" in node:
+            options.append((path.stem, str(node["_target_"]), bool(node.get("causal", True))))
+    return tuple(options)
+
+
 def model_name(cfg: DictConfig, choices: dict[str, Any]) -> str | None:
-    """The model option of ``cfg``: from ``model._target_``, else Hydra's choice of the model group."""
+    """The model option of ``cfg``: the conf/model option with its ``_target_`` (options sharing one, like
+    sasrec / bert4rec, told apart by ``causal``), else Hydra's choice of the model group."""
     target = OmegaConf.select(cfg, "model._target_", default=None)
-    if target == TRANSFORMER:
-        return "sasrec" if OmegaConf.select(cfg, "model.causal", default=True) else "bert4rec"
-    if target in MODEL_TARGETS:
-        return MODEL_TARGETS[str(target)]
+    matches = [(name, causal) for name, t, causal in model_options() if t == target]
+    if len(matches) > 1:
+        causal = bool(OmegaConf.select(cfg, "model.causal", default=True))
+        matches = [m for m in matches if m[1] == causal]
+    if len(matches) == 1:
+        return matches[0][0]
     choice = choices.get("model")
     return str(choice) if choice else None
 

@@ -139,7 +139,7 @@ class SeqRecModule(pl.LightningModule):
         target, seen, users = batch[names.TARGET], batch[names.SEEN], batch.get(names.USER_INDEX)
         if self.eval_chunk_size is not None:
             ranks, lists = self._chunked_ranks_and_lists(batch, self.eval_chunk_size)
-        elif self.reranker is None and self.mixed_precision and self.backbone.trainable:  # closed forms: fp32
+        elif self.reranker is None and self.mixed_precision:
             ranks, _, lists = self._mixed_ranking(batch, self.list_len)
         elif self.reranker is None:
             masked = mask_scores(self.scores(batch[names.HISTORY], users), seen, target, inplace=True)  # (B, V)

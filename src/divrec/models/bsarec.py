@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from divrec.models.backbone import Dropout, SelfAttention
 from divrec.models.encoder import fail
-from divrec.models.fmlp import EPS, FeedForward, FMLPConfig, WindowEncoder
+from divrec.models.fmlp import EPS, FeedForward, FMLPConfig, WindowEncoder, learned_filter
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,12 @@ class BSARecConfig(FMLPConfig):
 
 def low_pass(x: Tensor, bins: int, n: int | None = None) -> Tensor:
     """(B, L, D) real signal → its projection on the lowest ``bins`` real-FFT frequencies of an ``n``-window
-    (default L) whose first n - L positions are zero (left padding) and whose last L are x: (B, L, D), computed in
-    float32 and returned in x's dtype; irfft zero-fills the dropped bins."""
+    (default L) whose first n - L positions are zero (left padding) and whose last L are x: (B, L, D). It is the
+    learned filter of FMLP-Rec with a fixed 0/1 weight per bin (float32 FFT, returned in x's dtype)."""
     n = x.shape[1] if n is None else n
-    padded = nn.functional.pad(x.float(), (0, 0, n - x.shape[1], 0))  # (B, n, D)
-    spectrum = torch.fft.rfft(padded, dim=1, norm="ortho")[:, :bins]  # (B, bins, D)
-    return torch.fft.irfft(spectrum, n=n, dim=1, norm="ortho")[:, n - x.shape[1] :].to(x.dtype)  # (B, L, D)
+    keep = torch.zeros(n // 2 + 1, 1, device=x.device)  # (bins of the n-window, 1): 1 = low, kept
+    keep[:bins] = 1.0
+    return learned_filter(x, keep, n)
 
 
 class FrequencyLayer(nn.Module):
@@ -164,12 +164,12 @@ class BSARec(WindowEncoder):
     def attention_maps(self, items: Tensor, users: Tensor | None = None) -> list[Tensor]:
         """(B, L) item ids → one (B, H, L, L) tensor per layer: the attention branch's weights (query rows, key
         columns) over the returned L positions, as the current mode's forward pass computes them (call ``eval()``
-        first for dropout-free inputs). Keys before the last L are padding and get no weight, so rows sum to 1.
+        first for dropout-free inputs); rows sum to 1.
         The frequency branch (alpha of each layer's output) has no attention weights and is not shown."""
-        window, length = self.window(items), items.shape[1]
+        window = self.window(items)
         (x, real), mask = self.embed(window, users), self.attention_mask(window)
         maps = []
         for block in self.blocks:
-            maps.append(block.attention.attn.probabilities(x * real, mask)[:, :, -length:, -length:])
+            maps.append(block.attention.attn.probabilities(x * real, mask))  # (B, H, L, L)
             x = block(x * real, mask)
         return maps
