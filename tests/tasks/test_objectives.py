@@ -30,7 +30,11 @@ def test_full_ce_only_at_real_positions_matches_a_loop_reference() -> None:
     torch.testing.assert_close(loss, torch.stack(terms).mean())
 
 
-@pytest.mark.parametrize("objective", [NextItemBCE(n_negatives=2), NextItemSampledSoftmax(n_negatives=5)])
+@pytest.mark.parametrize(
+    "objective",
+    [NextItemBCE(n_negatives=2), NextItemSampledSoftmax(n_negatives=5),
+     NextItemSampledSoftmax(n_negatives=5, share="position")],
+)
 def test_sampled_objectives_give_finite_gradients(objective) -> None:
     model = backbone()
     loss = objective.loss(model, {names.ITEMS: WINDOWS})[names.LOSS]

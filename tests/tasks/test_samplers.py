@@ -55,6 +55,29 @@ def test_uniform_logq_is_a_constant_that_cancels() -> None:
     torch.testing.assert_close(on.sampled_loss(*args), off.sampled_loss(*args))
 
 
+def test_per_position_negatives_equal_the_shared_case_when_every_row_draws_the_same_set() -> None:
+    task = NextItemSampledSoftmax(n_negatives=4, sampler=popularity([0, 4, 2, 1, 1]), share="position")
+    rows = NEG.expand(2, -1)  # (N, n): both positions drew 2, 3, 4, 2
+    per_row = task.sampled_loss(HIDDEN, TARGETS, rows, TABLE[TARGETS], TABLE[rows], n_items=4)
+    shared = task.sampled_loss(HIDDEN, TARGETS, NEG, TABLE[TARGETS], TABLE[NEG], n_items=4)
+    torch.testing.assert_close(per_row, shared)
+
+
+def test_per_position_negatives_score_each_row_against_its_own_set() -> None:
+    task = NextItemSampledSoftmax(n_negatives=2, sampler=UniformSampler(), share="position")
+    rows = torch.tensor([[2, 1], [4, 2]])  # row 1 hits its positive (1): removed; row 2: negatives 4 and 2
+    loss = task.sampled_loss(HIDDEN, TARGETS, rows, TABLE[TARGETS], TABLE[rows], n_items=4)
+    e = math.e
+    row1 = -1 + math.log(e + e**2)  # s_pos = 1, negative 2: 2
+    row2 = -2 + math.log(e**2 + math.exp(-2) + 1)  # s_pos = 2, negatives 4: -2, 2: 0
+    assert loss.item() == pytest.approx((row1 + row2) / 2, abs=1e-12)
+
+
+def test_share_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"task\.share='user' must be one of batch, position"):
+        NextItemSampledSoftmax(share="user")
+
+
 def test_popularity_sampler_draws_by_count_to_the_alpha() -> None:
     sampler = popularity([0, 9, 0, 4, 1], alpha=0.5)  # weights 3, 0, 2, 1 → q = 1/2, 0, 1/3, 1/6
     torch.manual_seed(0)

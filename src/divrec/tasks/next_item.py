@@ -68,6 +68,9 @@ def softmax_ce(
     return chunked_cross_entropy(hidden, table, targets - 1, chunk_size, label_smoothing)
 
 
+SHARES = ("batch", "position")  # NextItemSampledSoftmax.share: one negative set per batch, or one per position
+
+
 def sample_negatives(n: int, n_neg: int, n_items: int, device: torch.device) -> Tensor:
     """(n, n_neg) item ids drawn uniformly from 1..n_items (a sampled id may equal the positive; its effect on
     the loss is O(1/n_items) and the original SASRec accepts the same)."""
@@ -114,7 +117,10 @@ class NextItemBCE(SampledNegatives):
 
 
 class NextItemSampledSoftmax(SampledNegatives):
-    """Softmax over the positive and ``n_negatives`` negatives shared by the whole batch, with log-Q correction.
+    """Softmax over the positive and ``n_negatives`` negatives, with log-Q correction. ``share="batch"`` draws one
+    set of negatives for the whole batch (one (N, D) x (D, n) product); ``share="position"`` draws a set per
+    position, as RecTools' SASRec (and the eSASRec study's SASRec+SS) does: n times more distinct negatives per
+    step for an (N, n, D) gather.
 
     With ``n`` negatives drawn from ``q`` and the expected count ``Q(i) = n q(i)``, every logit is corrected to
     ``s'_i = s_i - log Q(i)`` (the positive's too) and
@@ -126,14 +132,18 @@ class NextItemSampledSoftmax(SampledNegatives):
 
     def __init__(
         self, n_negatives: int = 256, sampler: NegativeSampler | None = None, logq_correction: bool = True,
-        positions: str = "all",
+        positions: str = "all", share: str = "batch",
     ) -> None:
         super().__init__(n_negatives, sampler, positions)
+        if share not in SHARES:
+            raise ValueError(f"task.share={share!r} must be one of {', '.join(SHARES)}")
         self.logq_correction = logq_correction
+        self.share = share
 
     def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = self.states(backbone, batch)  # (N, D), (N,)
-        neg = self.sample((self.n_negatives,), backbone)  # (n,) shared by every position
+        shape = (self.n_negatives,) if self.share == "batch" else (len(targets), self.n_negatives)
+        neg = self.sample(shape, backbone)  # (n,) shared by every position, or (N, n): a set per position
         embed = backbone.embed_items
         loss = self.sampled_loss(hidden, targets, neg, embed(targets), embed(neg), backbone.n_items)
         return {names.LOSS: loss}
@@ -141,14 +151,16 @@ class NextItemSampledSoftmax(SampledNegatives):
     def sampled_loss(
         self, hidden: Tensor, targets: Tensor, neg: Tensor, pos_emb: Tensor, neg_emb: Tensor, n_items: int
     ) -> Tensor:
-        """The loss for (N, D) states, (N,) positive ids with their (N, D) embeddings and (n,) shared negative ids
-        with their (n, D) embeddings."""
+        """The loss for (N, D) states, (N,) positive ids with their (N, D) embeddings and the negative ids with
+        their embeddings: (n,) and (n, D) shared by every position, or (N, n) and (N, n, D) per position."""
         pos_logit = (hidden * pos_emb).sum(-1, keepdim=True)  # (N, 1)
-        neg_logit = hidden @ neg_emb.T  # (N, n)
+        per_position = neg.dim() == 2
+        neg_logit = torch.einsum("nd,nkd->nk", hidden, neg_emb) if per_position else hidden @ neg_emb.T  # (N, n)
+        neg_rows = neg if per_position else neg[None, :]  # (N, n) or (1, n)
         if self.logq_correction:
             log_count = math.log(self.n_negatives)  # log Q(i) = log n + log q(i)
             pos_logit = pos_logit - (log_count + self.sampler.log_q(targets, n_items)).to(pos_logit.dtype)[:, None]
-            neg_logit = neg_logit - (log_count + self.sampler.log_q(neg, n_items)).to(neg_logit.dtype)[None, :]
-        neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
+            neg_logit = neg_logit - (log_count + self.sampler.log_q(neg_rows, n_items)).to(neg_logit.dtype)
+        neg_logit = neg_logit.masked_fill(neg_rows == targets[:, None], float("-inf"))
         logits = torch.cat([pos_logit, neg_logit], dim=1)  # (N, 1 + n)
         return F.cross_entropy(logits, torch.zeros_like(targets))
