@@ -22,7 +22,7 @@ RECIPE=(
   lastfm/bsarec:trainer.max_epochs=40 lastfm/fmlp:trainer.max_epochs=40
   beauty:data.batch_size=256 beauty/lrurec:data.batch_size=128 beauty/hstu:data.batch_size=128
   beauty/sasrec:optim.lr=1e-3 beauty/sasrec:model.dropout=0.5 beauty/sasrec:model.attn_dropout=0.5
-  beauty/sasrec:trainer.max_epochs=30 beauty/bert4rec:trainer.max_epochs=30 beauty/bsarec:trainer.max_epochs=15
+  beauty/sasrec:trainer.max_epochs=30 beauty/bert4rec:trainer.max_epochs=30 beauty/bsarec:trainer.max_epochs=60
   beauty/fmlp:trainer.max_epochs=6 beauty/gru4rec:trainer.max_epochs=20 beauty/lrurec:trainer.max_epochs=20
   beauty/hstu:trainer.max_epochs=20 beauty/itemknn:metrics.diversity=false beauty/ease:metrics.diversity=false
 )
