@@ -345,6 +345,8 @@ RULES: tuple[Rule, ...] = (
     Rule("task.mask_prob", Number(0, 1, True, True), "share of masked items", "task.mask_prob=0.2"),
     Rule("task.positions", OneOf(("all", "last")), "which positions are trained", "task.positions=all"),
     Rule("task.logq_correction", Flag(), "log-Q correction of sampled logits", "task.logq_correction=true"),
+    Rule("task.share", OneOf(("batch", "position")), "negatives shared per batch or drawn per position",
+         "task.share=batch"),
     Rule("task.positive_rating", Number(), "ratings >= this are clicks", "task.positive_rating=4.0"),
     Rule("task.freeze_blocks", Integer(0), "leading Transformer blocks kept as loaded", "task.freeze_blocks=0"),
     Rule("task.freeze_embeddings", Flag(), "keep the loaded embeddings", "task.freeze_embeddings=false"),

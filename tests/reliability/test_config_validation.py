@@ -67,6 +67,7 @@ BAD = [
     ("train", ["task=gbce", "task.t=1.5"], "task.t=1.5:", "in [0, 1]"),
     ("train", ["task=gbce", "task.n_negatives=0"], "task.n_negatives=0:", "an integer >= 1"),
     ("train", ["task=ctr", "task.n_negatives=-1"], "task.n_negatives=-1:", "an integer >= 0"),
+    ("train", ["task=sampled_softmax", "task.share=user"], "task.share=user:", "batch|position"),
     ("train", ["task.label_smoothing=1"], "task.label_smoothing=1:", "in [0, 1)"),
     ("train", ["task.label_smoothing=-0.1"], "task.label_smoothing=-0.1:", "in [0, 1)"),
     ("train", ["model=bert4rec", "task=cloze", "task.mask_prob=0"], "task.mask_prob=0:", "in (0, 1)"),

@@ -12,6 +12,7 @@ from divrec import names
 from divrec.data.types import EvalSplit, ProcessedData
 from divrec.models import TransformerBackbone
 from divrec.tasks import NextItemBCE, NextItemSampledSoftmax, PopularitySampler, UniformSampler
+from divrec.tasks.base import TaskConfigError
 from divrec.tasks.samplers import SamplerError
 
 # item table: row 0 = padding, items 1..4
@@ -74,7 +75,7 @@ def test_per_position_negatives_score_each_row_against_its_own_set() -> None:
 
 
 def test_share_is_checked() -> None:
-    with pytest.raises(ValueError, match=r"task\.share='user' must be one of batch, position"):
+    with pytest.raises(TaskConfigError, match=r"task\.share='user' is not one of \['batch', 'position'\]"):
         NextItemSampledSoftmax(share="user")
 
 

@@ -11,7 +11,7 @@ from torch import Tensor
 from divrec import names
 from divrec.data.types import ProcessedData
 from divrec.models import SequenceEncoder, device_of
-from divrec.tasks.base import NextItemPositions, Objective
+from divrec.tasks.base import NextItemPositions, Objective, TaskConfigError
 from divrec.tasks.chunked_ce import chunked_cross_entropy
 from divrec.tasks.fused_ce import fused_cross_entropy
 from divrec.tasks.samplers import NegativeSampler, UniformSampler
@@ -119,8 +119,7 @@ class NextItemBCE(SampledNegatives):
 class NextItemSampledSoftmax(SampledNegatives):
     """Softmax over the positive and ``n_negatives`` negatives, with log-Q correction. ``share="batch"`` draws one
     set of negatives for the whole batch (one (N, D) x (D, n) product); ``share="position"`` draws a set per
-    position, as RecTools' SASRec (and the eSASRec study's SASRec+SS) does: n times more distinct negatives per
-    step for an (N, n, D) gather.
+    position, as RecTools' SASRec does: n times more distinct negatives per step for an (N, n, D) gather.
 
     With ``n`` negatives drawn from ``q`` and the expected count ``Q(i) = n q(i)``, every logit is corrected to
     ``s'_i = s_i - log Q(i)`` (the positive's too) and
@@ -136,7 +135,7 @@ class NextItemSampledSoftmax(SampledNegatives):
     ) -> None:
         super().__init__(n_negatives, sampler, positions)
         if share not in SHARES:
-            raise ValueError(f"task.share={share!r} must be one of {', '.join(SHARES)}")
+            raise TaskConfigError(f"task.share={share!r} is not one of {list(SHARES)}")
         self.logq_correction = logq_correction
         self.share = share
 
