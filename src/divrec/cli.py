@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from divrec import names
+from divrec.allocator import tune_malloc
 from divrec.configs import config_dir
 from divrec.errors import UserError
 from divrec.invocation import record
@@ -149,6 +150,7 @@ def main() -> None:
     # At exit, skip the garbage collector's final passes over torch's objects (1.6 s of every command, measured in
     # experiments/speed/README.md); files are flushed and atexit handlers run as before.
     atexit.register(gc.freeze)
+    tune_malloc()  # large per-step tensors reused from the heap, not mmap'd afresh (divrec/allocator.py)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # pytorch-lightning 2.6 vs torch 2.13 noise
     if len(sys.argv) > 1 and sys.argv[1] == "compare":  # no Hydra config: a plain argparse command
         from divrec.compare.cli import main as compare
