@@ -55,3 +55,22 @@ def test_a_seed_gives_the_same_mask() -> None:
     first = Dropout(0.2).train()(x)
     torch.manual_seed(5)
     assert torch.equal(Dropout(0.2).train()(x), first)
+
+
+def test_training_attention_dropout_stays_causal_and_drops_weights() -> None:
+    """Training mode, attention dropout on the CPU's explicit path: with the same seed (same masks), a later item
+    never changes earlier outputs; and the outputs differ from evaluation mode (dropout acts)."""
+    from divrec.models import TransformerBackbone
+
+    torch.manual_seed(0)
+    model = TransformerBackbone(n_items=30, max_len=8, hidden_size=16, n_heads=2, n_layers=2, ffn_size=32,
+                                dropout=0.0, attn_dropout=0.5).train()
+    items = torch.tensor([[0, 0, 3, 5, 7, 9, 11, 2], [4, 6, 8, 10, 12, 14, 16, 18]])
+    torch.manual_seed(7)
+    base = model(items)
+    for t in range(2, 8):
+        changed = items.clone()
+        changed[:, t] = 25
+        torch.manual_seed(7)
+        torch.testing.assert_close(model(changed)[:, :t], base[:, :t], rtol=0, atol=1e-6)
+    assert not torch.allclose(base, model.eval()(items))

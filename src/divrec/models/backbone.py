@@ -111,10 +111,11 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         B, L, D = x.shape
         q, k, v = self.heads(x)  # (B, H, L, d)
-        if self.training and self.attn_drop.drop:  # what SDPA's math path does, with the 16-bit dropout draw
+        p = self.attn_dropout if self.training else 0.0
+        if p and x.device.type == "cpu":  # SDPA's own CPU path for dropout is this math, with bernoulli_ draws
             y = self.attn_drop(self.weights(q, k, mask)) @ v  # (B, H, L, d)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, d)
+        else:  # GPUs keep their fused (flash / memory-efficient) kernels, dropout included
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, L, d)
         return self.proj(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
 
     def probabilities(self, x: Tensor, mask: Tensor) -> Tensor:
