@@ -81,4 +81,5 @@ def test_chunked_catalog_scoring_gives_the_same_lists(tmp_path: Path, tiny_run: 
                                                       f"output={tmp_path / 'chunked.parquet'}")))
     assert len(plain) == len(chunked) > 0
     pd.testing.assert_frame_equal(plain.drop(columns=SCORE), chunked.drop(columns=SCORE))
-    np.testing.assert_allclose(plain[SCORE], chunked[SCORE], rtol=1e-6)
+    # the same fp32 dot products summed in another order: equal to rounding (absolute for scores near zero)
+    np.testing.assert_allclose(plain[SCORE], chunked[SCORE], rtol=1e-6, atol=1e-7)
