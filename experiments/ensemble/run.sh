@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Ensembles of finished leaderboard cells, one per seed: seed s combines every MEMBERS model's seed-s run
+# (each one's epoch chosen on its own validation), so the 3 ensemble seeds share no run. Resumable: a finished
+# ensemble run is skipped. Then `divrec compare` over the ensembles and their members (mean ± std per configuration
+# and a paired test over test users between the best two).
+#   LB=outputs/lb-ml100k DATASET=ml-100k MEMBERS=sasrec,hstu,lrurec experiments/ensemble/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LB=${LB:?the leaderboard out= folder whose runs/<dataset>/<model>/seed<k> are the members}
+DATASET=${DATASET:?e.g. ml-100k}
+MEMBERS=${MEMBERS:-sasrec,hstu,lrurec}
+SEEDS=${SEEDS:-0,1,2}
+DIVREC=${DIVREC:-.venv/bin/divrec}
+NAME=${NAME:-${MEMBERS//,/+}}
+OUT=$LB/ensembles/$DATASET/$NAME
+for seed in ${SEEDS//,/ }; do
+  run=$OUT/seed$seed
+  if [[ -f $run/metrics.json ]] && grep -q completed "$run/status.json" 2>/dev/null; then continue; fi
+  runs=()
+  for model in ${MEMBERS//,/ }; do runs+=("$LB/runs/$DATASET/$model/seed$seed"); done
+  list=$(IFS=,; echo "${runs[*]}")
+  flock /tmp/divrec-timing.lock "$DIVREC" train experiment=ensemble "data=$DATASET" "model.members=[$list]" \
+    "seed=$seed" callbacks.progress_bar.refresh_rate=0 "hydra.run.dir=$run"
+done
+member_dirs=()
+for model in ${MEMBERS//,/ }; do member_dirs+=("$LB/runs/$DATASET/$model"); done
+"$DIVREC" compare "$OUT" "${member_dirs[@]}" --metric val/ndcg@10 --out "$OUT/compare"

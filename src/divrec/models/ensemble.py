@@ -1,0 +1,217 @@
+"""``Ensemble``: several trained runs ranked as one model (``divrec train experiment=ensemble``).
+
+The members are checkpoints of finished ``divrec train`` runs on the same data (``<run>/checkpoints/best.ckpt``:
+each one's epoch already chosen on validation). Each member ``m`` is rebuilt from its checkpoint's own config
+(model and objective, as ``divrec eval`` does) and scores a history with its own query; the ensemble ranks by the
+weighted mean of the members' log-probabilities over the catalogue (a weighted geometric mean of their softmax
+distributions, the usual way to combine softmax models; Lakshminarayanan et al., NeurIPS 2017, average
+probabilities, which ranks almost identically on top-K):
+
+    score(u, j) = sum_m w_m * log_softmax_j(s_m(u, ·)),   sum_m w_m = 1   (default w_m = 1 / M)
+
+A per-row constant does not change a row's ranking, so the padding column 0 may stay inside each softmax. Nothing is
+trained or selected here (``trainable = False``, ``task=fitted``): the ensemble is validated and tested once by the
+same evaluator, in fp32, and its checkpoint holds the members' weights. Members must be learned models whose scores
+are logits (a softmax, sampled-softmax, BCE or gBCE objective); closed-form baselines are refused, their scores are
+not on a logit scale. The members' own ``data`` configs must agree (checked), and the ensemble run must use that data
+(its catalogue size is checked against every member's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from divrec.checkpointing import read_checkpoint, stored_config
+from divrec.data.types import ProcessedData
+from divrec.models.contract import ModelConfigError, ModelSpec, check_n_items
+
+DATA_KEYS = ("source", "preprocessing", "split")  # what makes two runs' data the same data
+
+
+def fail(msg: str) -> None:
+    raise ModelConfigError(f"invalid model config: {msg}")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    members: Sequence[str] = ()  # checkpoints (<run>/checkpoints/best.ckpt) or run folders of finished runs
+    weights: Sequence[float] | None = None  # one per member, > 0 (normalised to sum 1); null = equal weights
+    data: Mapping[str, Any] | None = None  # this run's data config (the YAML's ${data}): members must share it
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            fail("model.members is empty: list the runs to combine, e.g. model.members=[<run1>,<run2>] "
+                 "(run folders or their checkpoints/best.ckpt)")
+        for path in self.members:
+            if not checkpoint_path(path).is_file():
+                fail(f"model.members: {path} is neither a checkpoint nor a run folder with checkpoints/best.ckpt; "
+                     "pass finished divrec train runs")
+        if self.weights is not None:
+            if len(self.weights) != len(self.members):
+                fail(f"model.weights has {len(self.weights)} values for {len(self.members)} members; give one per "
+                     "member or null (equal weights)")
+            if not all(float(w) > 0 for w in self.weights):
+                fail(f"model.weights={list(self.weights)} must all be > 0")
+        check_members([str(checkpoint_path(m)) for m in self.members], self.data)
+
+
+def data_identity(data: Any) -> dict[str, Any]:
+    plain = OmegaConf.to_container(data, resolve=True) if OmegaConf.is_config(data) else dict(data or {})
+    return {k: plain.get(k) for k in DATA_KEYS}
+
+
+def check_members(paths: list[str], data: Any) -> None:
+    """From the members' stored configs alone (no weights, no data loaded): each is a learned, non-ensemble model,
+    trained on this run's data (``data.source``, ``preprocessing``, ``split`` equal; e.g. the same ``seed`` where
+    the source is generated)."""
+    from divrec.models.contract import model_class
+
+    ours = data_identity(data) if data is not None else None
+    for path in paths:
+        stored = stored_config(read_checkpoint(path, mmap=True), path)
+        cls = model_class(OmegaConf.create(stored["model"]))
+        if cls is Ensemble:
+            fail(f"model.members: {path} is itself an ensemble; list its members instead")
+        if not getattr(cls, "trainable", True):
+            fail(f"model.members: {path} is a closed-form baseline ({cls.__name__}), whose scores are not logits; "
+                 "combine learned models")
+        theirs = data_identity(stored.get("data"))
+        if ours is None:
+            ours = theirs
+        elif theirs != ours:
+            fail(f"model.members: {path} was trained on other data than this run's "
+                 f"({_first_difference(ours, theirs)}); pass the members' data= (and seed= for generated data)")
+
+
+def checkpoint_path(member: str) -> Path:
+    path = Path(str(member))
+    return path / "checkpoints" / "best.ckpt" if path.is_dir() else path
+
+
+class Ensemble(nn.Module):
+    Config = EnsembleConfig
+    trainable = False
+    tower = None  # no item table of its own (``item_table`` concatenates the members')
+    mask_token = None
+
+    def __init__(self, n_items: int, **config: Any) -> None:
+        super().__init__()
+        self.cfg = EnsembleConfig(**config)
+        check_n_items(n_items)
+        self.n_items = n_items
+        given = self.cfg.weights
+        weights = torch.tensor([1.0] * len(self.cfg.members) if given is None else [float(w) for w in given])
+        self.register_buffer("member_weights", weights / weights.sum(), persistent=False)  # (M,)
+        self.members = nn.ModuleList()  # built by bind(data), from the checkpoints
+        self.objectives = nn.ModuleList()  # each member's own objective (its query: e.g. cloze appends [MASK])
+        self.fit_seconds = 0.0
+
+    # --- what the model serves ---------------------------------------------------------------------------------
+    @classmethod
+    def describe(cls, cfg: EnsembleConfig) -> ModelSpec:
+        return ModelSpec(cls.__name__, causal=True, mask_token=False, attention_maps=False, trainable=False)
+
+    def spec(self) -> ModelSpec:
+        return self.describe(self.cfg)
+
+    @property
+    def causal(self) -> bool:
+        return all(m.causal for m in self.members)
+
+    @property
+    def widths(self) -> list[int]:
+        return [int(m.hidden_size) for m in self.members]
+
+    @property
+    def hidden_size(self) -> int:
+        return sum(self.widths)
+
+    @property
+    def max_len(self) -> int:
+        return max((int(m.max_len) for m in self.members), default=1)
+
+    # --- building the members -----------------------------------------------------------------------------------
+    def bind(self, data: ProcessedData) -> None:
+        """Rebuild every member from its checkpoint for ``data`` and load its weights (a later call rebuilds them)."""
+        self.members, self.objectives = nn.ModuleList(), nn.ModuleList()
+        for member in self.cfg.members:
+            path = str(checkpoint_path(member))
+            checkpoint = read_checkpoint(path)
+            backbone, objective = self._rebuild(stored_config(checkpoint, path), checkpoint, path, data)
+            self.members.append(backbone)
+            self.objectives.append(objective)
+
+    def _rebuild(
+        self, stored: dict[str, Any], checkpoint: dict[str, Any], path: str, data: ProcessedData
+    ) -> tuple[nn.Module, nn.Module]:
+        backbone = instantiate(stored["model"], n_items=data.n_items)
+        objective = instantiate(stored["task"])
+        backbone.bind(data)
+        objective.bind(backbone, data)
+        state = checkpoint["state_dict"]
+        holder = nn.ModuleDict({"backbone": backbone, "task": objective})
+        wanted = {k: v for k, v in state.items() if k.split(".", 1)[0] in holder}
+        try:
+            holder.load_state_dict(wanted)
+        except RuntimeError as err:
+            trained = state.get("backbone.tower.item_emb.weight")
+            sizes = f" (trained on {trained.shape[0] - 2:,} items, this data has {data.n_items:,})" if (
+                trained is not None and trained.shape[0] - 2 != data.n_items) else ""
+            fail(f"model.members: {path} does not fit this data{sizes}; run the ensemble with the members' data= "
+                 f"({str(err).splitlines()[0]})")
+        return backbone.eval().requires_grad_(False), objective.eval().requires_grad_(False)
+
+    # --- the SequenceEncoder contract ------------------------------------------------------------------------
+    def encode_last(self, items: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) → (B, sum D_m): each member's own query of the history (its newest max_len items), side by side."""
+        queries = [
+            task.query(member, items[:, -int(member.max_len):], users)  # (B, D_m)
+            for member, task in zip(self.members, self.objectives, strict=True)
+        ]
+        return torch.cat([q.float() for q in queries], dim=1)
+
+    def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) → (B, L, D): position t holds the query of the prefix ending at t."""
+        return torch.stack([self.encode_last(items[:, : t + 1], users) for t in range(items.shape[1])], dim=1)
+
+    def score(self, hidden: Tensor) -> Tensor:
+        """(N, sum D_m) → (N, V): the weighted mean of the members' log-softmax scores over item ids 0..n_items."""
+        parts = hidden.split(self.widths, dim=1)
+        total = torch.zeros(hidden.shape[0], self.n_items + 1, device=hidden.device)
+        for weight, member, part in zip(self.member_weights.tolist(), self.members, parts, strict=True):
+            total.add_(torch.log_softmax(member.score(part).float(), dim=1), alpha=weight)  # (N, V)
+        return total
+
+    def item_logits(self, hidden: Tensor) -> Tensor:
+        return self.score(hidden)[:, 1:]
+
+    def item_table(self) -> Tensor:
+        """(V, sum D_m): the members' item tables side by side (item-embedding diversity and re-rankers)."""
+        return torch.cat([m.item_table().float() for m in self.members], dim=1)
+
+    def item_vectors(self) -> Tensor:
+        return torch.cat([m.item_vectors().float() for m in self.members], dim=1)
+
+    def embed_items(self, items: Tensor) -> Tensor:
+        return self.item_table()[items]
+
+    def layer_groups(self) -> list[list[nn.Module]]:
+        return [[]]
+
+
+def _first_difference(ours: dict[str, Any], theirs: dict[str, Any], prefix: str = "data") -> str:
+    for key in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(key), theirs.get(key)
+        if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                return _first_difference(a, b, f"{prefix}.{key}")
+            return f"{prefix}.{key}={a} here, {b} in the member"
+    return "data differs"

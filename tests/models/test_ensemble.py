@@ -1,0 +1,110 @@
+"""``experiment=ensemble``: finished runs ranked by the weighted mean of their log-softmax scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from runhelpers import QUIET, TINY_DATA, Run, compose_config, run_paths
+
+from divrec import names
+from divrec.checkpointing import read_checkpoint
+from divrec.models import ModelConfigError
+from divrec.pipeline import build, checkpoint_config, evaluate, load_weights, train
+from divrec.recommend import user_sequences
+
+EVAL = [*TINY_DATA, *QUIET, "trainer=cpu"]
+
+
+def member(run_dir: Path, data_dir: Path, name: str, seed: int, *extra: str) -> Run:
+    """A finished tiny run of ``model=name`` (two CPU epochs; closed-form baselines have no hidden size)."""
+    width = [] if name == "pop" else ["model.hidden_size=16"]
+    overrides = (f"model={name}", *EVAL, "trainer.max_epochs=2", "trainer.precision=32-true", "data.batch_size=32",
+                 *width, *extra, f"seed={seed}", *run_paths(run_dir, data_dir))  # fp32 queries, as the ensemble's
+    return Run(run_dir, data_dir, train(compose_config("train", overrides)), overrides)
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory: pytest.TempPathFactory) -> list[Run]:
+    root = tmp_path_factory.mktemp("members")
+    names_ = ["sasrec", "gru4rec", "bert4rec"]
+    return [member(root / name, root / "data", name, 0) for name in names_]  # seed 0: the same synthetic data
+
+
+def ensemble_cfg(tmp_path: Path, runs: list[Run], *extra: str):
+    listed = ",".join(str(r.run_dir) for r in runs)
+    return compose_config("train", ["experiment=ensemble", f"model.members=[{listed}]", *EVAL, "seed=0", *extra,
+                                    *run_paths(tmp_path / "run", runs[0].data_dir)])
+
+
+def member_module(run: Run, tmp_path: Path):
+    """The member rebuilt on its own, as ``divrec eval`` does (independent of the ensemble's code)."""
+    path = str(run.run_dir / "checkpoints" / "best.ckpt")
+    checkpoint = read_checkpoint(path)
+    cfg = compose_config("eval", [f"ckpt_path={path}", *QUIET, "trainer=cpu", *run_paths(tmp_path, run.data_dir)])
+    cfg = checkpoint_config(cfg, checkpoint, [])
+    datamodule, module = build(cfg)
+    load_weights(module, checkpoint, path, module.backbone.n_items)
+    return datamodule.load(), module.eval()
+
+
+def test_one_member_ranks_exactly_like_its_run(tmp_path: Path, members: list[Run]) -> None:
+    metrics = train(ensemble_cfg(tmp_path, members[:1]))
+    for key in ("test/ndcg@10", "test/hr@10", "val/ndcg@10"):
+        assert metrics[key] == pytest.approx(members[0].metrics[key], abs=1e-6)  # log_softmax keeps the order
+    assert metrics[names.EPOCHS] == 0
+
+
+def test_scores_are_the_weighted_mean_of_the_members_log_softmax(tmp_path: Path, members: list[Run]) -> None:
+    cfg = ensemble_cfg(tmp_path, members, "model.weights=[3,1,1]")
+    _, ensemble = build(cfg)
+    data, first = member_module(members[0], tmp_path / "m0")
+    others = [member_module(run, tmp_path / f"m{i}")[1] for i, run in enumerate(members[1:], 1)]
+    history, _ = user_sequences(data, np.arange(data.n_users), 8)  # (U, 8) real left-padded histories
+    expected = sum(w * torch.log_softmax(m.scores(history), dim=1)
+                   for w, m in zip([0.6, 0.2, 0.2], [first, *others], strict=True))
+    got = ensemble.eval().scores(history)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert got.shape == (history.shape[0], data.n_items + 1)
+
+
+def test_three_members_train_evaluate_and_reload_the_same(tmp_path: Path, members: list[Run]) -> None:
+    metrics = train(ensemble_cfg(tmp_path, members))
+    run = tmp_path / "run"
+    stored = json.loads((run / names.METRICS_FILE).read_text())
+    assert stored["test/ndcg@10"] == pytest.approx(metrics["test/ndcg@10"]) and 0 <= stored["test/ndcg@10"] <= 1
+    again = evaluate(compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", *QUIET, "trainer=cpu",
+                                             *run_paths(tmp_path / "eval", members[0].data_dir)]))
+    assert again["test/ndcg@10"] == pytest.approx(metrics["test/ndcg@10"], abs=1e-6)
+
+
+def refused(tmp_path: Path, *overrides: str) -> str:
+    with pytest.raises(ModelConfigError) as err:
+        train(compose_config("train", ["experiment=ensemble", *EVAL, *overrides,
+                                       *run_paths(tmp_path / "run", tmp_path / "data")]))
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()  # before any data, nothing written
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_bad_member_lists_are_refused_before_any_data(tmp_path: Path, members: list[Run]) -> None:
+    assert "model.members is empty" in refused(tmp_path)
+    assert "neither a checkpoint" in refused(tmp_path, f"model.members=[{tmp_path / 'nowhere'}]")
+    one = str(members[0].run_dir)
+    assert "one per member" in refused(tmp_path, f"model.members=[{one},{one}]", "model.weights=[1]")
+    assert "> 0" in refused(tmp_path, f"model.members=[{one}]", "model.weights=[0]")
+
+
+def test_members_of_other_data_and_closed_form_members_are_refused(tmp_path: Path, members: list[Run]) -> None:
+    other = member(tmp_path / "other", tmp_path / "other-data", "sasrec", 1)  # seed 1: other synthetic data
+    with pytest.raises(ModelConfigError, match=r"other data than this run's \(data.source.seed=0 here, 1 in"):
+        train(ensemble_cfg(tmp_path / "a", [members[0], other]))
+    with pytest.raises(ModelConfigError, match=r"data.source.n_items=30 here, 40 in the member"):
+        train(ensemble_cfg(tmp_path / "b", members[:1], "data.source.n_items=30"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # before any data or output
+    pop = member(tmp_path / "pop", members[0].data_dir, "pop", 0)
+    with pytest.raises(ModelConfigError, match="closed-form"):
+        train(ensemble_cfg(tmp_path / "c", [members[0], pop]))
