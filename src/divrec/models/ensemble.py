@@ -3,9 +3,9 @@
 The members are checkpoints of finished ``divrec train`` runs on the same data (``<run>/checkpoints/best.ckpt``:
 each one's epoch already chosen on validation). Each member ``m`` is rebuilt from its checkpoint's own config
 (model and objective, as ``divrec eval`` does) and scores a history with its own query; the ensemble ranks by the
-weighted mean of the members' log-probabilities over the catalogue (a weighted geometric mean of their softmax
-distributions, the usual way to combine softmax models; Lakshminarayanan et al., NeurIPS 2017, average
-probabilities, which ranks almost identically on top-K):
+weighted mean of the members' log-probabilities over the catalogue, i.e. a weighted geometric mean of their softmax
+distributions (a product of experts; deep ensembles, Lakshminarayanan et al., NeurIPS 2017, average the
+probabilities instead, which favours the most confident member):
 
     score(u, j) = sum_m w_m * log_softmax_j(s_m(u, ·)),   sum_m w_m = 1   (default w_m = 1 / M)
 
