@@ -108,3 +108,13 @@ def test_members_of_other_data_and_closed_form_members_are_refused(tmp_path: Pat
     pop = member(tmp_path / "pop", members[0].data_dir, "pop", 0)
     with pytest.raises(ModelConfigError, match="closed-form"):
         train(ensemble_cfg(tmp_path / "c", [members[0], pop]))
+
+
+def test_an_ensemble_with_a_recurrent_member_exports_to_onnx_with_parity(tmp_path: Path, members: list[Run]) -> None:
+    from divrec.serving.export import export
+
+    train(ensemble_cfg(tmp_path, members))  # sasrec + gru4rec (export-only forward) + bert4rec (cloze query)
+    out = tmp_path / "export" / "model.onnx"
+    cfg = compose_config("export", [f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}", f"output={out}",
+                                    "format=onnx", "parity_users=16", *run_paths(tmp_path / "x", members[0].data_dir)])
+    assert export(cfg) == out and out.is_file()  # export runs the file and refuses it if it differs from eager

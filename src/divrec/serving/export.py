@@ -114,17 +114,28 @@ def graph_backbone(backbone: nn.Module) -> nn.Module:
     """A copy of ``backbone`` whose forward pass traces (``torch.export`` / ``torch.jit.trace``) and computes the
     same function: the export-only substitutes listed in the module docstring, bound to the copy's instances."""
     graph = copy.deepcopy(backbone).eval()
-    if isinstance(graph, ClosedFormModel):
-        graph.score = types.MethodType(_dense_score, graph)  # type: ignore[method-assign]
-    if isinstance(graph, GRU4Rec):
-        graph.forward = types.MethodType(_gru_forward, graph)  # type: ignore[method-assign]
-    for layer in graph.modules():
+    for name, layer in graph.named_modules():  # the backbone itself and any models inside it (an ensemble's members)
+        if isinstance(layer, ClosedFormModel):
+            layer.score = types.MethodType(_dense_score, layer)  # type: ignore[method-assign]
+        if isinstance(layer, GRU4Rec):
+            layer.forward = types.MethodType(_gru_forward, layer)  # type: ignore[method-assign]
         if isinstance(layer, FrequencyLayer):
-            layer.register_buffer("low_pass_matrix", _low_pass_matrix(graph.max_len, layer.bins), persistent=False)
+            window = _owner_max_len(graph, name)
+            layer.register_buffer("low_pass_matrix", _low_pass_matrix(window, layer.bins), persistent=False)
             layer.rescale = types.MethodType(_matrix_rescale, layer)  # type: ignore[method-assign]
         if isinstance(layer, LinearRecurrence):
             layer.forward = types.MethodType(_real_lru_forward, layer)  # type: ignore[method-assign]
     return graph
+
+
+def _owner_max_len(graph: nn.Module, name: str) -> int:
+    """The ``max_len`` of the innermost model (a module with ``spec`` and ``max_len``) that holds submodule ``name``."""
+    parts = name.split(".")
+    for depth in range(len(parts) - 1, -1, -1):
+        owner = graph.get_submodule(".".join(parts[:depth]))
+        if hasattr(owner, "spec") and hasattr(owner, "max_len"):
+            return int(owner.max_len)
+    return int(graph.max_len)
 
 
 def _dense_score(self: ClosedFormModel, hidden: Tensor) -> Tensor:
