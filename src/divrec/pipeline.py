@@ -67,6 +67,10 @@ def check_config(cfg: DictConfig) -> tuple[Objective, ModelSpec]:
             f"callbacks.attention_maps.users={maps}: {spec.name} has no attention maps; set "
             "callbacks.attention_maps.users=auto (explanations only) or 0, or use an attention model (model=sasrec)"
         )
+    chunk = OmegaConf.select(cfg, "metrics.eval_chunk_size", default=None)
+    if chunk is not None and not spec.dot_scores:
+        raise ModelConfigError(f"metrics.eval_chunk_size={chunk}: {spec.name} does not score by one dot product with "
+                               "an item table, which chunked ranking needs; drop metrics.eval_chunk_size")
     if cfg.get("init_from") and not spec.trainable:
         raise ModelConfigError(f"init_from={cfg.init_from}: {spec.name} is fitted in closed form and has no weights "
                                "to warm-start; drop init_from= (or warm-start a learned model, e.g. model=sasrec)")

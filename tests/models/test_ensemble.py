@@ -96,6 +96,7 @@ def test_bad_member_lists_are_refused_before_any_data(tmp_path: Path, members: l
     one = str(members[0].run_dir)
     assert "one per member" in refused(tmp_path, f"model.members=[{one},{one}]", "model.weights=[1]")
     assert "> 0" in refused(tmp_path, f"model.members=[{one}]", "model.weights=[0]")
+    assert "eval_chunk_size" in refused(tmp_path, f"model.members=[{one}]", "seed=0", "metrics.eval_chunk_size=7")
 
 
 def test_members_of_other_data_and_closed_form_members_are_refused(tmp_path: Path, members: list[Run]) -> None:

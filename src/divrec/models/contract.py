@@ -51,6 +51,7 @@ class ModelSpec:
     mask_token: bool  # reads a [MASK] item (cloze, masked-attribute and contrastive-mask objectives)
     attention_maps: bool  # offers attention_maps (inspection)
     trainable: bool = True  # False: fitted in closed form by bind(data), no gradient epochs
+    dot_scores: bool = True  # scores = query @ item_table().T (what chunked ranking, metrics.eval_chunk_size, needs)
 
 
 @runtime_checkable

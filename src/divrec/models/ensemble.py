@@ -117,7 +117,8 @@ class Ensemble(nn.Module):
     # --- what the model serves ---------------------------------------------------------------------------------
     @classmethod
     def describe(cls, cfg: EnsembleConfig) -> ModelSpec:
-        return ModelSpec(cls.__name__, causal=True, mask_token=False, attention_maps=False, trainable=False)
+        return ModelSpec(cls.__name__, causal=True, mask_token=False, attention_maps=False, trainable=False,
+                         dot_scores=False)  # a mean of log-softmaxes: no chunked ranking
 
     def spec(self) -> ModelSpec:
         return self.describe(self.cfg)
