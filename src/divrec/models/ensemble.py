@@ -29,7 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from divrec.checkpointing import read_checkpoint, stored_config
+from divrec.checkpointing import load_weights, read_checkpoint, stored_config
 from divrec.data.types import ProcessedData
 from divrec.models.contract import ModelConfigError, ModelSpec, check_n_items
 
@@ -157,17 +157,9 @@ class Ensemble(nn.Module):
         objective = instantiate(stored["task"])
         backbone.bind(data)
         objective.bind(backbone, data)
-        state = checkpoint["state_dict"]
-        holder = nn.ModuleDict({"backbone": backbone, "task": objective})
-        wanted = {k: v for k, v in state.items() if k.split(".", 1)[0] in holder}
-        try:
-            holder.load_state_dict(wanted)
-        except RuntimeError as err:
-            trained = state.get("backbone.tower.item_emb.weight")
-            sizes = f" (trained on {trained.shape[0] - 2:,} items, this data has {data.n_items:,})" if (
-                trained is not None and trained.shape[0] - 2 != data.n_items) else ""
-            fail(f"model.members: {path} does not fit this data{sizes}; run the ensemble with the members' data= "
-                 f"({str(err).splitlines()[0]})")
+        holder = nn.ModuleDict({"backbone": backbone, "task": objective})  # the run module's key prefixes
+        state = {k: v for k, v in checkpoint["state_dict"].items() if k.split(".", 1)[0] in holder}
+        load_weights(holder, {"state_dict": state}, path, data.n_items)  # a misfit names both catalog sizes
         return backbone.eval().requires_grad_(False), objective.eval().requires_grad_(False)
 
     # --- the SequenceEncoder contract ------------------------------------------------------------------------
