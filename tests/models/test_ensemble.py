@@ -21,7 +21,7 @@ EVAL = [*TINY_DATA, *QUIET, "trainer=cpu"]
 
 def member(run_dir: Path, data_dir: Path, name: str, seed: int, *extra: str) -> Run:
     """A finished tiny run of ``model=name`` (two CPU epochs; closed-form baselines have no hidden size)."""
-    width = [] if name == "pop" else ["model.hidden_size=16"]
+    width = [] if name in ("pop", "itemknn", "ease") else ["model.hidden_size=16"]
     overrides = (f"model={name}", *EVAL, "trainer.max_epochs=2", "trainer.precision=32-true", "data.batch_size=32",
                  *width, *extra, f"seed={seed}", *run_paths(run_dir, data_dir))  # fp32 queries, as the ensemble's
     return Run(run_dir, data_dir, train(compose_config("train", overrides)), overrides)
@@ -107,8 +107,32 @@ def test_members_of_other_data_and_closed_form_members_are_refused(tmp_path: Pat
         train(ensemble_cfg(tmp_path / "b", members[:1], "data.source.n_items=30"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # before any data or output
     pop = member(tmp_path / "pop", members[0].data_dir, "pop", 0)
-    with pytest.raises(ModelConfigError, match="closed-form"):
+    with pytest.raises(ModelConfigError, match="closed-form.*model.normalize=zscore"):
         train(ensemble_cfg(tmp_path / "c", [members[0], pop]))
+    assert "model.normalize='softmax' is not one of" in refused(
+        tmp_path / "d", f"model.members=[{members[0].run_dir}]", "model.normalize=softmax")
+
+
+def test_zscore_lets_closed_form_members_join_with_standardised_scores(tmp_path: Path, members: list[Run]) -> None:
+    ease = member(tmp_path / "ease", members[0].data_dir, "ease", 0)
+    alone = train(ensemble_cfg(tmp_path / "alone", [ease], "model.normalize=zscore"))
+    for key in ("test/ndcg@10", "val/ndcg@10"):  # a positive affine map per row keeps EASE's ranking
+        assert alone[key] == pytest.approx(ease.metrics[key], abs=1e-6)
+    cfg = ensemble_cfg(tmp_path / "pair", [members[0], ease], "model.normalize=zscore", "model.weights=[1,3]")
+    _, ensemble = build(cfg)
+    data, learned = member_module(members[0], tmp_path / "m0")
+    _, fitted = member_module(ease, tmp_path / "m1")
+    history, _ = user_sequences(data, np.arange(data.n_users), 8)  # (U, 8)
+
+    def standardised(scores: torch.Tensor) -> torch.Tensor:  # written out in float64, independent of the module
+        s = scores.double()
+        items = s[:, 1:]
+        return (s - items.mean(1, keepdim=True)) / items.std(1, unbiased=False, keepdim=True)
+
+    expected = 0.25 * standardised(learned.scores(history)) + 0.75 * standardised(fitted.scores(history))
+    got = ensemble.eval().scores(history)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-4)
+    assert got[:, 1:].mean().abs() < 1e-3  # each member's item scores centred, so their weighted sum too
 
 
 def test_an_ensemble_with_a_recurrent_member_exports_to_onnx_with_parity(tmp_path: Path, members: list[Run]) -> None:

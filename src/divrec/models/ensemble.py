@@ -11,10 +11,18 @@ probabilities instead, which favours the most confident member):
 
 A per-row constant does not change a row's ranking, so the padding column 0 may stay inside each softmax. Nothing is
 trained or selected here (``trainable = False``, ``task=fitted``): the ensemble is validated and tested once by the
-same evaluator, in fp32, and its checkpoint holds the members' weights. Members must be learned models whose scores
-are logits (a softmax, sampled-softmax, BCE or gBCE objective); closed-form baselines are refused, their scores are
-not on a logit scale. The members' own ``data`` configs must agree (checked), and the ensemble run must use that data
-(its catalogue size is checked against every member's).
+same evaluator, in fp32, and its checkpoint holds the members' weights.
+
+``normalize`` says how a member's scores are put on one scale before they are averaged:
+
+- ``log_softmax`` (default): for learned members, whose scores are logits (softmax, sampled-softmax, BCE or gBCE
+  objectives); closed-form baselines are refused, their scores are not on a logit scale;
+- ``zscore``: every member's row standardised over the items 1..n_items, z_j = (s_j - mean) / std (CombSUM of
+  z-scores, Montague & Aslam, CIKM 2001), so closed-form baselines (EASE, item-kNN, popularity) may join: the same
+  parameter-free transform for every member, nothing fitted on validation.
+
+The members' own ``data`` configs must agree (checked), and the ensemble run must use that data (its catalogue size
+is checked against every member's).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from divrec.data.types import ProcessedData
 from divrec.models.contract import ModelConfigError, ModelSpec, check_n_items
 
 DATA_KEYS = ("source", "preprocessing", "split")  # what makes two runs' data the same data
+NORMALIZERS = ("log_softmax", "zscore")  # model.normalize: how each member's scores are put on one scale
 
 
 def fail(msg: str) -> None:
@@ -45,6 +54,7 @@ class EnsembleConfig:
     members: Sequence[str] = ()  # checkpoints (<run>/checkpoints/best.ckpt) or run folders of finished runs
     weights: Sequence[float] | None = None  # one per member, > 0 (normalised to sum 1); null = equal weights
     data: Mapping[str, Any] | None = None  # this run's data config (the YAML's ${data}): members must share it
+    normalize: str = "log_softmax"  # log_softmax (learned members) | zscore (any member, closed-form ones too)
 
     def __post_init__(self) -> None:
         if not self.members:
@@ -60,7 +70,9 @@ class EnsembleConfig:
                      "member or null (equal weights)")
             if not all(float(w) > 0 for w in self.weights):
                 fail(f"model.weights={list(self.weights)} must all be > 0")
-        check_members([str(checkpoint_path(m)) for m in self.members], self.data)
+        if self.normalize not in NORMALIZERS:
+            fail(f"model.normalize={self.normalize!r} is not one of {list(NORMALIZERS)}")
+        check_members([str(checkpoint_path(m)) for m in self.members], self.data, self.normalize)
 
 
 def data_identity(data: Any) -> dict[str, Any]:
@@ -68,9 +80,9 @@ def data_identity(data: Any) -> dict[str, Any]:
     return {k: plain.get(k) for k in DATA_KEYS}
 
 
-def check_members(paths: list[str], data: Any) -> None:
-    """From the members' stored configs alone (no weights, no data loaded): each is a learned, non-ensemble model,
-    trained on this run's data (``data.source``, ``preprocessing``, ``split`` equal; e.g. the same ``seed`` where
+def check_members(paths: list[str], data: Any, normalize: str = "log_softmax") -> None:
+    """From the members' stored configs alone (no weights, no data loaded): each is a non-ensemble model (a learned
+    one unless ``normalize="zscore"``), trained on this run's data (``data.source``, ``preprocessing``, ``split`` equal; e.g. the same ``seed`` where
     the source is generated)."""
     from divrec.models.contract import model_class
 
@@ -80,9 +92,9 @@ def check_members(paths: list[str], data: Any) -> None:
         cls = model_class(OmegaConf.create(stored["model"]))
         if cls is Ensemble:
             fail(f"model.members: {path} is itself an ensemble; list its members instead")
-        if not getattr(cls, "trainable", True):
+        if not getattr(cls, "trainable", True) and normalize == "log_softmax":
             fail(f"model.members: {path} is a closed-form baseline ({cls.__name__}), whose scores are not logits; "
-                 "combine learned models")
+                 "combine learned models, or standardise every member's scores with model.normalize=zscore")
         theirs = data_identity(stored.get("data"))
         if ours is None:
             ours = theirs
@@ -176,11 +188,12 @@ class Ensemble(nn.Module):
         return torch.stack([self.encode_last(items[:, : t + 1], users) for t in range(items.shape[1])], dim=1)
 
     def score(self, hidden: Tensor) -> Tensor:
-        """(N, sum D_m) → (N, V): the weighted mean of the members' log-softmax scores over item ids 0..n_items."""
+        """(N, sum D_m) → (N, V): the weighted mean of the members' normalised scores over item ids 0..n_items."""
         parts = hidden.split(self.widths, dim=1)
         total = torch.zeros(hidden.shape[0], self.n_items + 1, device=hidden.device)
+        normalized = zscore if self.cfg.normalize == "zscore" else log_softmax
         for weight, member, part in zip(self.member_weights.tolist(), self.members, parts, strict=True):
-            total.add_(torch.log_softmax(member.score(part).float(), dim=1), alpha=weight)  # (N, V)
+            total.add_(normalized(member.score(part).float()), alpha=weight)  # (N, V)
         return total
 
     def item_logits(self, hidden: Tensor) -> Tensor:
@@ -198,6 +211,20 @@ class Ensemble(nn.Module):
 
     def layer_groups(self) -> list[list[nn.Module]]:
         return [[]]
+
+
+def log_softmax(scores: Tensor) -> Tensor:
+    """(N, V) logits → (N, V) log-probabilities (the padding column inside the softmax: a per-row constant)."""
+    return torch.log_softmax(scores, dim=1)
+
+
+def zscore(scores: Tensor) -> Tensor:
+    """(N, V) → (N, V): each row minus its mean, over its standard deviation, both over the items (columns 1..V-1,
+    not the padding column 0); a constant row (e.g. an empty history under EASE) becomes 0."""
+    items = scores[:, 1:]  # (N, V - 1)
+    mean = items.mean(dim=1, keepdim=True)  # (N, 1)
+    std = items.std(dim=1, correction=0, keepdim=True)  # (N, 1)
+    return (scores - mean) / std.clamp_min(1e-12)
 
 
 def _first_difference(ours: dict[str, Any], theirs: dict[str, Any], prefix: str = "data") -> str:
