@@ -4,6 +4,10 @@
 # ensemble run is skipped. Then `divrec compare` over the ensembles and their members (mean ± std per configuration
 # and a paired test over test users between the best two).
 #   LB=outputs/lb-ml100k DATASET=ml-100k MEMBERS=sasrec,hstu,lrurec experiments/ensemble/run.sh
+#   LB=outputs/lb-lastfm DATASET=lastfm MEMBERS=sasrec,ease NORMALIZE=zscore experiments/ensemble/run.sh
+#   EXTRA="metrics.diversity=false" ...   # extra overrides of every ensemble run (Beauty with closed-form members:
+#                                         # embedding ILD over their 12k-wide item-item rows costs minutes)
+# (a closed-form member, e.g. ease, has one run for all seeds: its seed-s folder is still the one used)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LB=${LB:?the leaderboard out= folder whose runs/<dataset>/<model>/seed<k> are the members}
@@ -11,7 +15,9 @@ DATASET=${DATASET:?e.g. ml-100k}
 MEMBERS=${MEMBERS:-sasrec,hstu,lrurec}
 SEEDS=${SEEDS:-0,1,2}
 DIVREC=${DIVREC:-.venv/bin/divrec}
-NAME=${NAME:-${MEMBERS//,/+}}
+NORMALIZE=${NORMALIZE:-log_softmax}  # model.normalize: zscore lets closed-form baselines join
+SUFFIX=$([[ $NORMALIZE == log_softmax ]] || echo "+$NORMALIZE")  # e.g. sasrec+ease+zscore
+NAME=${NAME:-${MEMBERS//,/+}$SUFFIX}
 OUT=$LB/ensembles/$DATASET/$NAME
 for seed in ${SEEDS//,/ }; do
   run=$OUT/seed$seed
@@ -20,7 +26,7 @@ for seed in ${SEEDS//,/ }; do
   for model in ${MEMBERS//,/ }; do runs+=("$LB/runs/$DATASET/$model/seed$seed"); done
   list=$(IFS=,; echo "${runs[*]}")
   flock /tmp/divrec-timing.lock "$DIVREC" train experiment=ensemble "data=$DATASET" "model.members=[$list]" \
-    "seed=$seed" callbacks.progress_bar.refresh_rate=0 "hydra.run.dir=$run"
+    "model.normalize=$NORMALIZE" "seed=$seed" callbacks.progress_bar.refresh_rate=0 "hydra.run.dir=$run" ${EXTRA:-}
 done
 member_dirs=()
 for model in ${MEMBERS//,/ }; do member_dirs+=("$LB/runs/$DATASET/$model"); done

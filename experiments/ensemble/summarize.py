@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     ensembles = sorted(p for p in (args.lb / "ensembles" / args.dataset).iterdir() if seeds(p))
-    members = sorted({m for e in ensembles for m in e.name.split("+")})
+    runs_dir = args.lb / "runs" / args.dataset  # a name's parts that are not runs (e.g. "+zscore") are no members
+    members = sorted({m for e in ensembles for m in e.name.split("+") if (runs_dir / m).is_dir()})
     lines = ["| run | test NDCG@10 | val NDCG@10 | test HR@10 | seeds |" + "".join(f" Δ vs {m} (p) |" for m in members),
              "|---" * (5 + len(members)) + "|"]
     member_values = {m: per_user_values(seeds(args.lb / "runs" / args.dataset / m), METRIC) for m in members}

@@ -107,7 +107,7 @@ def test_members_of_other_data_and_closed_form_members_are_refused(tmp_path: Pat
         train(ensemble_cfg(tmp_path / "b", members[:1], "data.source.n_items=30"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # before any data or output
     pop = member(tmp_path / "pop", members[0].data_dir, "pop", 0)
-    with pytest.raises(ModelConfigError, match="closed-form.*model.normalize=zscore"):
+    with pytest.raises(ModelConfigError, match=r"closed-form.*model\.normalize=zscore"):
         train(ensemble_cfg(tmp_path / "c", [members[0], pop]))
     assert "model.normalize='softmax' is not one of" in refused(
         tmp_path / "d", f"model.members=[{members[0].run_dir}]", "model.normalize=softmax")

@@ -82,8 +82,8 @@ def data_identity(data: Any) -> dict[str, Any]:
 
 def check_members(paths: list[str], data: Any, normalize: str = "log_softmax") -> None:
     """From the members' stored configs alone (no weights, no data loaded): each is a non-ensemble model (a learned
-    one unless ``normalize="zscore"``), trained on this run's data (``data.source``, ``preprocessing``, ``split`` equal; e.g. the same ``seed`` where
-    the source is generated)."""
+    one unless ``normalize="zscore"``), trained on this run's data (``data.source``, ``preprocessing``, ``split``
+    equal; e.g. the same ``seed`` where the source is generated)."""
     from divrec.models.contract import model_class
 
     ours = data_identity(data) if data is not None else None
