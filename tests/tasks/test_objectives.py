@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from divrec import names
 from divrec.models import ModelConfigError, ModelSpec, TransformerBackbone
 from divrec.tasks import Cloze, NextItemBCE, NextItemCE, NextItemSampledSoftmax
+from divrec.tasks.base import TaskConfigError
 
 
 def backbone(causal: bool = True) -> TransformerBackbone:
@@ -68,3 +69,39 @@ def test_objective_rejects_a_model_without_mask_token_or_a_closed_form_model() -
         Cloze().check_backbone(spec(causal=False, mask_token=False))
     with pytest.raises(ModelConfigError, match="task=fitted"):
         NextItemCE().check_backbone(spec(causal=True, trainable=False))
+
+
+def loss_and_grads(objective: NextItemSampledSoftmax) -> tuple[torch.Tensor, list]:
+    model = backbone()
+    torch.manual_seed(3)  # the same negatives on both paths
+    loss = objective.loss(model, {names.ITEMS: WINDOWS})[names.LOSS]
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def test_per_position_logits_through_the_table_equal_the_gather_in_loss_and_gradients() -> None:
+    from divrec.tasks import next_item
+
+    gather = NextItemSampledSoftmax(n_negatives=7, share="position", position_logits="gather")
+    table = NextItemSampledSoftmax(n_negatives=7, share="position", position_logits="table")
+    assert not gather.through_table(9, 20) and table.through_table(9, 20)
+    (a, grads_a), (b, grads_b) = loss_and_grads(gather), loss_and_grads(table)
+    torch.testing.assert_close(a, b)
+    assert len(grads_a) == len(grads_b) > 0
+    for x, y in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    rows, next_item.TABLE_BLOCK_ROWS = next_item.TABLE_BLOCK_ROWS, 2  # several blocks: 9 positions in 5 products
+    try:
+        torch.testing.assert_close(loss_and_grads(table)[0], a)
+    finally:
+        next_item.TABLE_BLOCK_ROWS = rows
+
+
+def test_auto_takes_the_table_only_for_small_catalogs_and_bounded_memory() -> None:
+    auto = NextItemSampledSoftmax(n_negatives=256, share="position")
+    assert auto.through_table(900, 12_101)  # Beauty: 12k items <= 64 x 256
+    assert not auto.through_table(900, 1_000_000)  # a million items: gather 256 rows per position instead
+    assert not auto.through_table(10**6, 12_101)  # (N, V) fp32 logits over 1 GiB
+    assert not NextItemSampledSoftmax(n_negatives=256).through_table(900, 100)  # shared sets: one product anyway
+    with pytest.raises(TaskConfigError, match=r"task\.position_logits='dense' is not one of"):
+        NextItemSampledSoftmax(position_logits="dense")

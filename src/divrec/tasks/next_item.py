@@ -69,6 +69,20 @@ def softmax_ce(
 
 
 SHARES = ("batch", "position")  # NextItemSampledSoftmax.share: one negative set per batch, or one per position
+POSITION_LOGITS = ("auto", "gather", "table")  # how per-position negatives' logits are computed (same values)
+TABLE_RATIO = 64  # auto: the table path when n_items <= TABLE_RATIO * n_negatives (measured, experiments/speed)
+TABLE_MAX_BYTES = 2**30  # ...and its (N, n_items) fp32 logits stay under 1 GiB
+TABLE_BLOCK_ROWS = 1024  # rows of the full logit matrix per product on the table path
+
+
+def table_logits(hidden: Tensor, table: Tensor, ids: Tensor) -> Tensor:
+    """(N, D) states, (V, D) item table and (N, n) item ids → (N, n) logits h_t · e_{ids[t, j]}, read from blocks of
+    the full (rows, V) logit matrix (one matrix product per block) instead of an (N, n, D) gather of embeddings:
+    the same values, faster when V is small next to n x the gather's cost (its backward is a scatter-add of N·n
+    rows into the table)."""
+    blocks = zip(hidden.split(TABLE_BLOCK_ROWS), ids.split(TABLE_BLOCK_ROWS), strict=True)
+    parts = [(h @ table.T).gather(1, i) for h, i in blocks]  # (rows, V) logits → (rows, n)
+    return torch.cat(parts)  # (N, n)
 
 
 def sample_negatives(n: int, n_neg: int, n_items: int, device: torch.device) -> Tensor:
@@ -131,30 +145,47 @@ class NextItemSampledSoftmax(SampledNegatives):
 
     def __init__(
         self, n_negatives: int = 256, sampler: NegativeSampler | None = None, logq_correction: bool = True,
-        positions: str = "all", share: str = "batch",
+        positions: str = "all", share: str = "batch", position_logits: str = "auto",
     ) -> None:
         super().__init__(n_negatives, sampler, positions)
         if share not in SHARES:
             raise TaskConfigError(f"task.share={share!r} is not one of {list(SHARES)}")
+        if position_logits not in POSITION_LOGITS:
+            raise TaskConfigError(f"task.position_logits={position_logits!r} is not one of {list(POSITION_LOGITS)}")
         self.logq_correction = logq_correction
-        self.share = share
+        self.share, self.position_logits = share, position_logits
+
+    def through_table(self, n_positions: int, n_items: int) -> bool:
+        """Whether per-position negative logits come from the full logit matrix (``table_logits``)."""
+        if self.share != "position" or self.position_logits == "gather":
+            return False
+        fits = n_positions * n_items * 4 <= TABLE_MAX_BYTES
+        return self.position_logits == "table" or (n_items <= TABLE_RATIO * self.n_negatives and fits)
 
     def loss(self, backbone: SequenceEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         hidden, targets = self.states(backbone, batch)  # (N, D), (N,)
         shape = (self.n_negatives,) if self.share == "batch" else (len(targets), self.n_negatives)
         neg = self.sample(shape, backbone)  # (n,) shared by every position, or (N, n): a set per position
         embed = backbone.embed_items
-        loss = self.sampled_loss(hidden, targets, neg, embed(targets), embed(neg), backbone.n_items)
+        if self.through_table(len(targets), backbone.n_items):
+            neg_logit = table_logits(hidden, backbone.item_table(), neg)  # (N, n), no (N, n, D) gather
+            loss = self.sampled_loss(hidden, targets, neg, embed(targets), None, backbone.n_items, neg_logit)
+        else:
+            loss = self.sampled_loss(hidden, targets, neg, embed(targets), embed(neg), backbone.n_items)
         return {names.LOSS: loss}
 
     def sampled_loss(
-        self, hidden: Tensor, targets: Tensor, neg: Tensor, pos_emb: Tensor, neg_emb: Tensor, n_items: int
+        self, hidden: Tensor, targets: Tensor, neg: Tensor, pos_emb: Tensor, neg_emb: Tensor | None, n_items: int,
+        neg_logit: Tensor | None = None,
     ) -> Tensor:
         """The loss for (N, D) states, (N,) positive ids with their (N, D) embeddings and the negative ids with
-        their embeddings: (n,) and (n, D) shared by every position, or (N, n) and (N, n, D) per position."""
+        their embeddings: (n,) and (n, D) shared by every position, or (N, n) and (N, n, D) per position (or,
+        instead of those embeddings, the (N, n) negative logits already computed)."""
         pos_logit = (hidden * pos_emb).sum(-1, keepdim=True)  # (N, 1)
         per_position = neg.dim() == 2
-        neg_logit = torch.einsum("nd,nkd->nk", hidden, neg_emb) if per_position else hidden @ neg_emb.T  # (N, n)
+        if neg_logit is None:
+            assert neg_emb is not None
+            neg_logit = torch.einsum("nd,nkd->nk", hidden, neg_emb) if per_position else hidden @ neg_emb.T  # (N, n)
         neg_rows = neg if per_position else neg[None, :]  # (N, n) or (1, n)
         if self.logq_correction:
             log_count = math.log(self.n_negatives)  # log Q(i) = log n + log q(i)
