@@ -22,7 +22,7 @@ def step(task: NextItemSampledSoftmax, hidden: torch.Tensor, table: torch.nn.Emb
     n_items = table.num_embeddings - 1
     if path == "table":
         neg_logit = table_logits(hidden, table.weight, neg)
-        loss = task.sampled_loss(hidden, targets, neg, table(targets), None, n_items, neg_logit)
+        loss = task.logit_loss(hidden, targets, neg, table(targets), neg_logit, n_items)
     else:
         loss = task.sampled_loss(hidden, targets, neg, table(targets), table(neg), n_items)
     loss.backward()
@@ -55,8 +55,8 @@ def main() -> None:
                     times[path].append(seconds)
         with torch.no_grad():
             a = task.sampled_loss(hidden, targets, neg, table(targets), table(neg), args.items)
-            b = task.sampled_loss(hidden, targets, neg, table(targets), None, args.items,
-                                  table_logits(hidden, table.weight, neg))
+            b = task.logit_loss(hidden, targets, neg, table(targets), table_logits(hidden, table.weight, neg),
+                                args.items)
         g, t = (statistics.median(times[p]) * 1000 for p in ("gather", "table"))
         print(f"| {width} | {g:.1f} | {t:.1f} | {g / t:.2f}x | {float((a - b).abs()):.1e} |")
 

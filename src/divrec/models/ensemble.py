@@ -42,7 +42,23 @@ from divrec.data.types import ProcessedData
 from divrec.models.contract import ModelConfigError, ModelSpec, check_n_items
 
 DATA_KEYS = ("source", "preprocessing", "split")  # what makes two runs' data the same data
-NORMALIZERS = ("log_softmax", "zscore")  # model.normalize: how each member's scores are put on one scale
+
+
+def log_softmax(scores: Tensor) -> Tensor:
+    """(N, V) logits → (N, V) log-probabilities (the padding column inside the softmax: a per-row constant)."""
+    return torch.log_softmax(scores, dim=1)
+
+
+def zscore(scores: Tensor) -> Tensor:
+    """(N, V) → (N, V): each row minus its mean, over its standard deviation, both over the items (columns 1..V-1,
+    not the padding column 0); a constant row (e.g. an empty history under EASE) becomes 0."""
+    items = scores[:, 1:]  # (N, V - 1)
+    mean = items.mean(dim=1, keepdim=True)  # (N, 1)
+    std = items.std(dim=1, correction=0, keepdim=True)  # (N, 1)
+    return (scores - mean) / std.clamp_min(1e-12)
+
+
+NORMALIZERS = {"log_softmax": log_softmax, "zscore": zscore}  # model.normalize: each member's scores on one scale
 
 
 def fail(msg: str) -> None:
@@ -191,7 +207,7 @@ class Ensemble(nn.Module):
         """(N, sum D_m) → (N, V): the weighted mean of the members' normalised scores over item ids 0..n_items."""
         parts = hidden.split(self.widths, dim=1)
         total = torch.zeros(hidden.shape[0], self.n_items + 1, device=hidden.device)
-        normalized = zscore if self.cfg.normalize == "zscore" else log_softmax
+        normalized = NORMALIZERS[self.cfg.normalize]
         for weight, member, part in zip(self.member_weights.tolist(), self.members, parts, strict=True):
             total.add_(normalized(member.score(part).float()), alpha=weight)  # (N, V)
         return total
@@ -211,20 +227,6 @@ class Ensemble(nn.Module):
 
     def layer_groups(self) -> list[list[nn.Module]]:
         return [[]]
-
-
-def log_softmax(scores: Tensor) -> Tensor:
-    """(N, V) logits → (N, V) log-probabilities (the padding column inside the softmax: a per-row constant)."""
-    return torch.log_softmax(scores, dim=1)
-
-
-def zscore(scores: Tensor) -> Tensor:
-    """(N, V) → (N, V): each row minus its mean, over its standard deviation, both over the items (columns 1..V-1,
-    not the padding column 0); a constant row (e.g. an empty history under EASE) becomes 0."""
-    items = scores[:, 1:]  # (N, V - 1)
-    mean = items.mean(dim=1, keepdim=True)  # (N, 1)
-    std = items.std(dim=1, correction=0, keepdim=True)  # (N, 1)
-    return (scores - mean) / std.clamp_min(1e-12)
 
 
 def _first_difference(ours: dict[str, Any], theirs: dict[str, Any], prefix: str = "data") -> str:

@@ -173,23 +173,26 @@ class NextItemSampledSoftmax(SampledNegatives):
         embed = backbone.embed_items
         if self.through_table(len(targets), backbone.n_items):
             neg_logit = table_logits(hidden, backbone.item_table(), neg)  # (N, n), no (N, n, D) gather
-            loss = self.sampled_loss(hidden, targets, neg, embed(targets), None, backbone.n_items, neg_logit)
+            loss = self.logit_loss(hidden, targets, neg, embed(targets), neg_logit, backbone.n_items)
         else:
             loss = self.sampled_loss(hidden, targets, neg, embed(targets), embed(neg), backbone.n_items)
         return {names.LOSS: loss}
 
     def sampled_loss(
-        self, hidden: Tensor, targets: Tensor, neg: Tensor, pos_emb: Tensor, neg_emb: Tensor | None, n_items: int,
-        neg_logit: Tensor | None = None,
+        self, hidden: Tensor, targets: Tensor, neg: Tensor, pos_emb: Tensor, neg_emb: Tensor, n_items: int
     ) -> Tensor:
         """The loss for (N, D) states, (N,) positive ids with their (N, D) embeddings and the negative ids with
-        their embeddings: (n,) and (n, D) shared by every position, or (N, n) and (N, n, D) per position (or,
-        instead of those embeddings, the (N, n) negative logits already computed)."""
+        their embeddings: (n,) and (n, D) shared by every position, or (N, n) and (N, n, D) per position."""
+        per_position = neg.dim() == 2
+        neg_logit = torch.einsum("nd,nkd->nk", hidden, neg_emb) if per_position else hidden @ neg_emb.T  # (N, n)
+        return self.logit_loss(hidden, targets, neg, pos_emb, neg_logit, n_items)
+
+    def logit_loss(
+        self, hidden: Tensor, targets: Tensor, neg: Tensor, pos_emb: Tensor, neg_logit: Tensor, n_items: int
+    ) -> Tensor:
+        """``sampled_loss`` from the negatives' logits: (1, n) or (N, n) for (n,) or (N, n) negative ids."""
         pos_logit = (hidden * pos_emb).sum(-1, keepdim=True)  # (N, 1)
         per_position = neg.dim() == 2
-        if neg_logit is None:
-            assert neg_emb is not None
-            neg_logit = torch.einsum("nd,nkd->nk", hidden, neg_emb) if per_position else hidden @ neg_emb.T  # (N, n)
         neg_rows = neg if per_position else neg[None, :]  # (N, n) or (1, n)
         if self.logq_correction:
             log_count = math.log(self.n_negatives)  # log Q(i) = log n + log q(i)
