@@ -5,6 +5,7 @@
 # and a paired test over test users between the best two).
 #   LB=outputs/lb-ml100k DATASET=ml-100k MEMBERS=sasrec,hstu,lrurec experiments/ensemble/run.sh
 #   LB=outputs/lb-lastfm DATASET=lastfm MEMBERS=sasrec,ease NORMALIZE=zscore experiments/ensemble/run.sh
+#   WEIGHTS=val ...   # member weights chosen on validation (name suffix +wval), e.g. sasrec+ease+zscore+wval
 #   EXTRA="metrics.diversity=false" ...   # extra overrides of every ensemble run (Beauty with closed-form members:
 #                                         # embedding ILD over their 12k-wide item-item rows costs minutes)
 # (a closed-form member, e.g. ease, has one run for all seeds: its seed-s folder is still the one used)
@@ -16,7 +17,8 @@ MEMBERS=${MEMBERS:-sasrec,hstu,lrurec}
 SEEDS=${SEEDS:-0,1,2}
 DIVREC=${DIVREC:-.venv/bin/divrec}
 NORMALIZE=${NORMALIZE:-log_softmax}  # model.normalize: zscore lets closed-form baselines join
-SUFFIX=$([[ $NORMALIZE == log_softmax ]] || echo "+$NORMALIZE")  # e.g. sasrec+ease+zscore
+WEIGHTS=${WEIGHTS:-null}  # model.weights: null = equal, val = the best simplex-grid point on validation NDCG@10
+SUFFIX=$([[ $NORMALIZE == log_softmax ]] || echo "+$NORMALIZE")$([[ $WEIGHTS == null ]] || echo "+w$WEIGHTS")
 NAME=${NAME:-${MEMBERS//,/+}$SUFFIX}
 OUT=$LB/ensembles/$DATASET/$NAME
 for seed in ${SEEDS//,/ }; do
@@ -26,7 +28,7 @@ for seed in ${SEEDS//,/ }; do
   for model in ${MEMBERS//,/ }; do runs+=("$LB/runs/$DATASET/$model/seed$seed"); done
   list=$(IFS=,; echo "${runs[*]}")
   flock /tmp/divrec-timing.lock "$DIVREC" train experiment=ensemble "data=$DATASET" "model.members=[$list]" \
-    "model.normalize=$NORMALIZE" "seed=$seed" callbacks.progress_bar.refresh_rate=0 "hydra.run.dir=$run" ${EXTRA:-}
+    "model.normalize=$NORMALIZE" "model.weights=$WEIGHTS" "seed=$seed" callbacks.progress_bar.refresh_rate=0 "hydra.run.dir=$run" ${EXTRA:-}
 done
 member_dirs=()
 for model in ${MEMBERS//,/ }; do member_dirs+=("$LB/runs/$DATASET/$model"); done

@@ -53,6 +53,7 @@ MISCALIBRATION = "miscalibration"  # Steck 2018 KL(p || q~) of history vs. list 
 
 TRAIN_TIME = "train_time_s"
 EPOCHS = "epochs"
+FITTED = "fitted"  # metrics.json prefix of what a model chose while fitting (fitted/weight_1: ensemble weights)
 MONITOR = "val/ndcg@10"  # default model-selection metric; equals metric_key(VAL, NDCG, 10)
 
 

@@ -198,10 +198,11 @@ def train(
     start = time.perf_counter()
     if module.backbone.trainable:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        train_time, best = time.perf_counter() - start, _best_checkpoint(trainer)
+        train_time, best, metrics = time.perf_counter() - start, _best_checkpoint(trainer), {}
     else:  # a closed-form baseline, fitted by bind(data) inside build: no gradient epochs
         train_time, best = float(getattr(module.backbone, "fit_seconds", 0.0)), None
-    metrics = _stage_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
+        metrics = {f"{names.FITTED}/{k}": v for k, v in getattr(module.backbone, "fit_summary", {}).items()}
+    metrics |= _stage_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
     metrics |= _stage_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
     metrics |= {names.TRAIN_TIME: round(train_time, 3), names.EPOCHS: trainer.current_epoch, "seed": cfg.seed}
     if not module.backbone.trainable:  # the same checkpoints/best.ckpt as a trained run (config + fitted state)

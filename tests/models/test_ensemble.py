@@ -143,3 +143,66 @@ def test_an_ensemble_with_a_recurrent_member_exports_to_onnx_with_parity(tmp_pat
     cfg = compose_config("export", [f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}", f"output={out}",
                                     "format=onnx", "parity_users=16", *run_paths(tmp_path / "x", members[0].data_dir)])
     assert export(cfg) == out and out.is_file()  # export runs the file and refuses it if it differs from eager
+
+
+def reference_val_ndcg(data, modules, weights: list[float], max_len: int) -> float:
+    """Validation NDCG@10 of the z-scored weighted sum, one row at a time in float64 (independent of the module)."""
+    total = 0.0
+    for row in range(len(data.val)):
+        history = data.val.history(row)
+        query = torch.zeros(1, max_len, dtype=torch.long)
+        recent = torch.from_numpy(history[-max_len:].astype(np.int64))
+        query[0, max_len - len(recent):] = recent
+        s = torch.zeros(data.n_items + 1, dtype=torch.float64)
+        for w, module in zip(weights, modules, strict=True):
+            z = module.scores(query)[0].double()
+            s += w * (z - z[1:].mean()) / z[1:].std(unbiased=False)
+        target = int(data.val.targets[row])
+        rankable = torch.ones_like(s, dtype=torch.bool)
+        rankable[0] = False
+        rankable[torch.from_numpy(history.astype(np.int64))] = False
+        rankable[target] = True
+        rank = int(((s >= s[target]) & rankable).sum())
+        total += 1.0 / np.log2(rank + 1) if rank <= 10 else 0.0
+    return total / len(data.val)
+
+
+def test_weights_chosen_on_validation_are_the_grid_best_by_a_brute_force_reference(
+    tmp_path: Path, members: list[Run]
+) -> None:
+    from divrec.models.ensemble_weights import simplex_grid
+
+    ease = member(tmp_path / "ease", members[0].data_dir, "ease", 0)
+    pair = [members[0], ease]
+    metrics = train(ensemble_cfg(tmp_path, pair, "model.normalize=zscore", "model.weights=val",
+                                 "model.weight_steps=4"))
+    modules = [member_module(run, tmp_path / f"m{i}") for i, run in enumerate(pair)]
+    data = modules[0][0]
+    grid = simplex_grid(2, 4).tolist()  # [1, 0], [0.75, 0.25], ..., [0, 1]
+    reference = [reference_val_ndcg(data, [m for _, m in modules], w, 8) for w in grid]
+    assert metrics["val/ndcg@10"] == pytest.approx(max(reference), abs=1e-6)  # the evaluator agrees (fp32 log)
+    _, ensemble = build(ensemble_cfg(tmp_path / "again", pair, "model.normalize=zscore", "model.weights=val",
+                                     "model.weight_steps=4"))
+    chosen = ensemble.backbone.member_weights.tolist()
+    assert reference[grid.index(pytest.approx(chosen))] == pytest.approx(max(reference), abs=1e-12)
+    assert ensemble.backbone.val_ndcg == pytest.approx(max(reference), abs=1e-9)
+    stored = json.loads((tmp_path / "run" / names.METRICS_FILE).read_text())  # the choice is in metrics.json
+    assert [stored["fitted/weight_1"], stored["fitted/weight_2"]] == pytest.approx(chosen, abs=1e-6)
+    assert stored["fitted/val_search_ndcg@10"] == pytest.approx(stored["val/ndcg@10"], abs=1e-6)
+
+
+def test_simplex_grid_holds_every_composition_once() -> None:
+    from divrec.models.ensemble_weights import n_candidates, simplex_grid
+
+    grid = simplex_grid(3, 3)
+    assert grid.shape == (n_candidates(3, 3), 3) == (10, 3)
+    torch.testing.assert_close(grid.sum(1), torch.ones(10, dtype=torch.float64))
+    assert len({tuple(r) for r in grid.tolist()}) == 10 and [1 / 3] * 3 in grid.tolist()
+
+
+def test_bad_weight_searches_are_refused_before_any_data(tmp_path: Path, members: list[Run]) -> None:
+    runs = f"model.members=[{','.join(str(r.run_dir) for r in members)}]"
+    assert "or val" in refused(tmp_path / "a", runs, "model.weights=best")
+    assert "model.weight_steps=0 must be" in refused(tmp_path / "b", runs, "model.weights=val", "model.weight_steps=0")
+    message = refused(tmp_path / "c", runs, "model.weights=val", "model.weight_steps=100")
+    assert "5151 weight vectors" in message and "lower model.weight_steps" in message

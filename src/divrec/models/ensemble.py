@@ -21,12 +21,18 @@ same evaluator, in fp32, and its checkpoint holds the members' weights.
   z-scores, Montague & Aslam, CIKM 2001), so closed-form baselines (EASE, item-kNN, popularity) may join: the same
   parameter-free transform for every member, nothing fitted on validation.
 
+``weights``: one value per member (normalised to sum 1), null for equal weights, or ``val``: the weight vector of
+the simplex grid with entries in multiples of ``1 / weight_steps`` that maximises validation NDCG@10, searched
+exactly in one pass over the validation rows by ``bind(data)`` (``ensemble_weights.py``); test is never read, and
+the reported validation metric is then optimistic (the weights were selected on it), as a learned run's epoch is.
+
 The members' own ``data`` configs must agree (checked), and the ensemble run must use that data (its catalogue size
 is checked against every member's).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +46,7 @@ from torch import Tensor, nn
 from divrec.checkpointing import load_weights, read_checkpoint, stored_config
 from divrec.data.types import ProcessedData
 from divrec.models.contract import ModelConfigError, ModelSpec, check_n_items
+from divrec.models.ensemble_weights import MAX_CANDIDATES, n_candidates, select_weights
 
 DATA_KEYS = ("source", "preprocessing", "split")  # what makes two runs' data the same data
 
@@ -68,7 +75,8 @@ def fail(msg: str) -> None:
 @dataclass(frozen=True)
 class EnsembleConfig:
     members: Sequence[str] = ()  # checkpoints (<run>/checkpoints/best.ckpt) or run folders of finished runs
-    weights: Sequence[float] | None = None  # one per member, > 0 (normalised to sum 1); null = equal weights
+    weights: Sequence[float] | str | None = None  # one per member, > 0 (normalised); null = equal; val = searched
+    weight_steps: int = 5  # weights=val: the grid's entries are multiples of 1 / weight_steps
     data: Mapping[str, Any] | None = None  # this run's data config (the YAML's ${data}): members must share it
     normalize: str = "log_softmax"  # log_softmax (learned members) | zscore (any member, closed-form ones too)
 
@@ -80,7 +88,9 @@ class EnsembleConfig:
             if not checkpoint_path(path).is_file():
                 fail(f"model.members: {path} is neither a checkpoint nor a run folder with checkpoints/best.ckpt; "
                      "pass finished divrec train runs")
-        if self.weights is not None:
+        if isinstance(self.weights, str):
+            self._check_search()
+        elif self.weights is not None:
             if len(self.weights) != len(self.members):
                 fail(f"model.weights has {len(self.weights)} values for {len(self.members)} members; give one per "
                      "member or null (equal weights)")
@@ -89,6 +99,18 @@ class EnsembleConfig:
         if self.normalize not in NORMALIZERS:
             fail(f"model.normalize={self.normalize!r} is not one of {list(NORMALIZERS)}")
         check_members([str(checkpoint_path(m)) for m in self.members], self.data, self.normalize)
+
+    def _check_search(self) -> None:
+        if self.weights != "val":
+            fail(f"model.weights={self.weights!r}: give one number per member, null (equal weights) or val "
+                 "(chosen on validation NDCG@10)")
+        steps = self.weight_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            fail(f"model.weight_steps={steps!r} must be an integer >= 1 (weights in multiples of 1/weight_steps)")
+        count = n_candidates(len(self.members), steps)
+        if count > MAX_CANDIDATES:
+            fail(f"model.weights=val with {len(self.members)} members and model.weight_steps={steps} searches "
+                 f"{count} weight vectors (at most {MAX_CANDIDATES}); lower model.weight_steps or list fewer members")
 
 
 def data_identity(data: Any) -> dict[str, Any]:
@@ -136,11 +158,13 @@ class Ensemble(nn.Module):
         check_n_items(n_items)
         self.n_items = n_items
         given = self.cfg.weights
-        weights = torch.tensor([1.0] * len(self.cfg.members) if given is None else [float(w) for w in given])
+        equal = given is None or isinstance(given, str)  # a search (weights=val) starts from equal weights
+        weights = torch.tensor([1.0] * len(self.cfg.members) if equal else [float(w) for w in given])
         self.register_buffer("member_weights", weights / weights.sum(), persistent=False)  # (M,)
         self.members = nn.ModuleList()  # built by bind(data), from the checkpoints
         self.objectives = nn.ModuleList()  # each member's own objective (its query: e.g. cloze appends [MASK])
         self.fit_seconds = 0.0
+        self.fit_summary: dict[str, float] = {}  # metrics.json fitted/<key>: the weights a search chose
 
     # --- what the model serves ---------------------------------------------------------------------------------
     @classmethod
@@ -177,6 +201,13 @@ class Ensemble(nn.Module):
             backbone, objective = self._rebuild(stored_config(checkpoint, path), checkpoint, path, data)
             self.members.append(backbone)
             self.objectives.append(objective)
+        if self.cfg.weights == "val":
+            start = time.perf_counter()
+            self.member_weights, self.val_ndcg, _ = select_weights(
+                self.member_scores, data.val, self.max_len, len(self.members), self.cfg.weight_steps, data.n_items)
+            self.fit_seconds = time.perf_counter() - start
+            self.fit_summary = {f"weight_{i}": round(float(w), 6) for i, w in enumerate(self.member_weights, 1)}
+            self.fit_summary["val_search_ndcg@10"] = self.val_ndcg
 
     def _rebuild(
         self, stored: dict[str, Any], checkpoint: dict[str, Any], path: str, data: ProcessedData
@@ -204,13 +235,22 @@ class Ensemble(nn.Module):
         return torch.stack([self.encode_last(items[:, : t + 1], users) for t in range(items.shape[1])], dim=1)
 
     def score(self, hidden: Tensor) -> Tensor:
-        """(N, sum D_m) → (N, V): the weighted mean of the members' normalised scores over item ids 0..n_items."""
+        """(N, sum D_m) → (N, V): the weighted mean of the members' normalised scores over item ids 0..n_items
+        (a member of weight 0, which a validation search may give, is still scored: no branch on a weight's value,
+        so the graph exports)."""
         parts = hidden.split(self.widths, dim=1)
         total = torch.zeros(hidden.shape[0], self.n_items + 1, device=hidden.device)
         normalized = NORMALIZERS[self.cfg.normalize]
         for weight, member, part in zip(self.member_weights.tolist(), self.members, parts, strict=True):
-            total.add_(normalized(member.score(part).float()), alpha=weight)  # (N, V)
+            total.add_(normalized(member.score(part).float()), alpha=weight)  # (N, V); weight 0 adds 0
         return total
+
+    @torch.no_grad()
+    def member_scores(self, history: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) histories → (B, M, V): every member's normalised scores, side by side (the weight search's input)."""
+        parts = self.encode_last(history, users).split(self.widths, dim=1)
+        normalized = NORMALIZERS[self.cfg.normalize]
+        return torch.stack([normalized(m.score(p).float()) for m, p in zip(self.members, parts, strict=True)], dim=1)
 
     def item_logits(self, hidden: Tensor) -> Tensor:
         return self.score(hidden)[:, 1:]
