@@ -191,15 +191,6 @@ def test_weights_chosen_on_validation_are_the_grid_best_by_a_brute_force_referen
     assert stored["fitted/val_search_ndcg@10"] == pytest.approx(stored["val/ndcg@10"], abs=1e-6)
 
 
-def test_simplex_grid_holds_every_composition_once() -> None:
-    from divrec.models.ensemble_weights import n_candidates, simplex_grid
-
-    grid = simplex_grid(3, 3)
-    assert grid.shape == (n_candidates(3, 3), 3) == (10, 3)
-    torch.testing.assert_close(grid.sum(1), torch.ones(10, dtype=torch.float64))
-    assert len({tuple(r) for r in grid.tolist()}) == 10 and [1 / 3] * 3 in grid.tolist()
-
-
 def test_bad_weight_searches_are_refused_before_any_data(tmp_path: Path, members: list[Run]) -> None:
     runs = f"model.members=[{','.join(str(r.run_dir) for r in members)}]"
     assert "or val" in refused(tmp_path / "a", runs, "model.weights=best")

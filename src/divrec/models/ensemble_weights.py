@@ -3,15 +3,18 @@
 Every candidate is a weight vector whose entries are multiples of ``1 / steps`` and sum to 1 (zeros included, so a
 member may be dropped; ``steps = M`` contains the equal weights). All candidates are scored in **one pass** over the
 validation rows: per batch of users, the members' normalised scores ``Z`` (B, M, V) are computed once and every
-candidate's combined scores come from one product ``Z^T w`` (B, C, V). Each candidate's validation NDCG@10 uses the
+candidate's combined scores come from one product ``Z^T w`` (B, C, V), for the users whose target can reach the top
+10 under some weighting only (``contested``: with more than 10 items at or above the target in every member, a user
+adds 0 to every candidate; most users, for models at NDCG@10 ~ 0.05). Each candidate's validation NDCG@10 uses the
 evaluator's ranking exactly (padding and seen items excluded, the target kept, pessimistic ties:
 ``rank = #{j rankable : s_j >= s_target}``), so the chosen weights' validation NDCG@10 equals what ``divrec eval``
-then reports on validation. The best candidate wins; exact ties go to the one nearest the equal weights, then to the
-first in grid order (deterministic). Test is never read: like a learned model's epoch, the weights are selected on
-validation, so the reported validation metric is optimistic and test is the honest number.
+then reports on validation (up to fp32 rounding of the weighted sums). The best candidate wins; exact ties go to
+the one nearest the equal weights, then to the first in grid order (deterministic). Test is never read: like a
+learned model's epoch, the weights are selected on validation, so the reported validation metric is optimistic and
+test is the honest number.
 
 Size: ``C(steps + M - 1, M - 1)`` candidates (5 members at steps 5: 126); the pass costs about ``C`` comparisons per
-(user, item), e.g. ~30 s for 126 candidates on Beauty (22,363 users x 12,101 items) on 2 cores.
+(contested user, item): measured figures in ``experiments/ensemble/README.md``.
 """
 
 from __future__ import annotations
@@ -54,18 +57,35 @@ def simplex_grid(members: int, steps: int) -> Tensor:
     return torch.tensor(list(compositions(steps, members)), dtype=torch.float64) / steps
 
 
-def candidate_ndcg(scores: Tensor, grid: Tensor, seen: Tensor, target: Tensor) -> Tensor:
-    """(B, M, V) member scores, (C, M) weights, (B, S) seen ids (0-padded), (B,) targets → (C,) summed NDCG@10."""
-    combined = torch.einsum("bmv,cm->bcv", scores, grid.to(scores.dtype))  # (B, C, V)
-    rankable = torch.ones(scores.shape[0], scores.shape[2], dtype=torch.bool, device=scores.device)  # (B, V)
+def rankable_items(n_users: int, width: int, seen: Tensor, target: Tensor) -> Tensor:
+    """(B, V) bool: False for the padding column and the seen items, True for the target (even when seen)."""
+    rankable = torch.ones(n_users, width, dtype=torch.bool, device=seen.device)
     rankable[:, 0] = False
     rankable.scatter_(1, seen.long(), False)
     rankable.scatter_(1, target.long().unsqueeze(1), True)  # a re-consumed target stays rankable
-    index = target.long().view(-1, 1, 1).expand(-1, combined.shape[1], 1)  # (B, C, 1)
+    return rankable
+
+
+def contested(scores: Tensor, rankable: Tensor, target: Tensor) -> Tensor:
+    """(B,) bool: users whose target can reach the top K under some weight vector. An item at or above the
+    target in every member is at or above it under every non-negative weighting, so a user with more than K such
+    items (the target included) has rank > K for every candidate and adds 0 to every candidate's NDCG@K."""
+    index = target.long().view(-1, 1, 1).expand(-1, scores.shape[1], 1)  # (B, M, 1)
+    always_ahead = ((scores >= scores.gather(2, index)).all(1) & rankable).sum(1)  # (B,)
+    return always_ahead <= K
+
+
+def candidate_ndcg(scores: Tensor, grid: Tensor, seen: Tensor, target: Tensor) -> Tensor:
+    """(B, M, V) member scores, (C, M) weights, (B, S) seen ids (0-padded), (B,) targets → (C,) summed NDCG@10."""
+    rankable = rankable_items(scores.shape[0], scores.shape[2], seen, target)  # (B, V)
+    keep = contested(scores, rankable, target)  # the other users add 0 to every candidate
+    scores, rankable, target = scores[keep], rankable[keep], target[keep]
+    combined = torch.einsum("bmv,cm->bcv", scores, grid.to(scores.dtype))  # (B', C, V)
+    index = target.long().view(-1, 1, 1).expand(-1, combined.shape[1], 1)  # (B', C, 1)
     at_target = combined.gather(2, index)  # (B, C, 1)
     ahead = (combined >= at_target) & rankable.unsqueeze(1)  # (B, C, V): the target counts itself (rank >= 1)
-    ranks = ahead.sum(2, dtype=torch.int32).double()  # (B, C) pessimistic 1-based ranks
-    gains = torch.where(ranks <= K, 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))  # (B, C)
+    ranks = ahead.sum(2, dtype=torch.int32).double()  # (B', C) pessimistic 1-based ranks
+    gains = torch.where(ranks <= K, 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))  # (B', C)
     return gains.sum(0)  # (C,)
 
 
