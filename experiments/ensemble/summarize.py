@@ -29,6 +29,23 @@ def row(label: str, runs: list[Path]) -> list[str]:
     return [label, f"{statistics.mean(test):.4f} ± {std:.4f}", f"{val:.4f}", f"{hr:.4f}", str(len(runs))]
 
 
+def compared(folder: Path, member: Path) -> str:
+    """Δ test NDCG@10 of ``folder`` vs ``member`` and the paired test, over the seeds both completed."""
+    common = sorted({r.name for r in seeds(folder)} & {r.name for r in seeds(member)})
+    if folder.name == member.name or not common:
+        return "–"
+    ours, theirs = (per_user_values([f / s for s in common], METRIC) for f in (folder, member))
+    if ours is None or theirs is None:
+        return "–"
+    test = paired_test(METRIC, folder.name, ours, member.name, theirs)
+    return f"{test.mean_diff:+.4f} (p {test.permutation_p:.2g})"
+
+
+def weights(run: Path) -> list[float]:
+    metrics = json.loads((run / "metrics.json").read_text())
+    return [metrics[k] for k in sorted(k for k in metrics if k.startswith("fitted/weight_"))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lb", type=Path, help="the leaderboard out= folder (runs/ and ensembles/)")
@@ -40,18 +57,18 @@ def main() -> None:
     members = sorted({m for e in ensembles for m in e.name.split("+") if (runs_dir / m).is_dir()})
     lines = ["| run | test NDCG@10 | val NDCG@10 | test HR@10 | seeds |" + "".join(f" Δ vs {m} (p) |" for m in members),
              "|---" * (5 + len(members)) + "|"]
-    member_values = {m: per_user_values(seeds(args.lb / "runs" / args.dataset / m), METRIC) for m in members}
-    for folder in [*ensembles, *(args.lb / "runs" / args.dataset / m for m in members)]:
+    chosen = []
+    for folder in [*ensembles, *(runs_dir / m for m in members)]:
         runs = seeds(folder)
-        values = per_user_values(runs, METRIC)
-        cells = []
-        for m in members:
-            if folder.name == m or values is None or member_values[m] is None:
-                cells.append("–")
-                continue
-            test = paired_test(METRIC, folder.name, values, m, member_values[m])
-            cells.append(f"{test.mean_diff:+.4f} (p {test.permutation_p:.2g})")
+        cells = [compared(folder, runs_dir / m) for m in members]
         lines.append("| " + " | ".join([*row(folder.name, runs), *cells]) + " |")
+        picked = [weights(r) for r in runs]
+        if any(picked):
+            chosen.append(f"- {folder.name}: " + "; ".join(f"{r.name} {w}" for r, w in zip(runs, picked, strict=True)))
+    notes = ["", "Paired tests over the seeds both rows completed (per-user values averaged over them first)."]
+    if chosen:
+        notes += ["", "Member weights chosen on validation (`model.weights=val`, in the name's member order):", *chosen]
+    lines += notes
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
