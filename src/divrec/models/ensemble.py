@@ -25,6 +25,7 @@ same evaluator, in fp32, and its checkpoint holds the members' weights.
 the simplex grid with entries in multiples of ``1 / weight_steps`` that maximises validation NDCG@10, searched
 exactly in one pass over the validation rows by ``bind(data)`` (``ensemble_weights.py``); test is never read, and
 the reported validation metric is then optimistic (the weights were selected on it), as a learned run's epoch is.
+The weights are not stored: ``divrec eval`` / ``recommend`` of the checkpoint repeat the (deterministic) search.
 
 The members' own ``data`` configs must agree (checked), and the ensemble run must use that data (its catalogue size
 is checked against every member's).
@@ -165,6 +166,7 @@ class Ensemble(nn.Module):
         self.objectives = nn.ModuleList()  # each member's own objective (its query: e.g. cloze appends [MASK])
         self.fit_seconds = 0.0
         self.fit_summary: dict[str, float] = {}  # metrics.json fitted/<key>: the weights a search chose
+        self.val_ndcg: float | None = None  # weights=val: the chosen weights' validation NDCG@10
 
     # --- what the model serves ---------------------------------------------------------------------------------
     @classmethod
