@@ -18,7 +18,8 @@ SEEDS=${SEEDS:-0,1,2}
 DIVREC=${DIVREC:-.venv/bin/divrec}
 NORMALIZE=${NORMALIZE:-log_softmax}  # model.normalize: zscore lets closed-form baselines join
 WEIGHTS=${WEIGHTS:-null}  # model.weights: null = equal, val = the best simplex-grid point on validation NDCG@10
-SUFFIX=$([[ $NORMALIZE == log_softmax ]] || echo "+$NORMALIZE")$([[ $WEIGHTS == null ]] || echo "+w$WEIGHTS")
+STEPS=${STEPS:-}  # WEIGHTS=val: model.weight_steps (empty = the YAML's 5; name suffix +s<STEPS> when set)
+SUFFIX=$([[ $NORMALIZE == log_softmax ]] || echo "+$NORMALIZE")$([[ $WEIGHTS == null ]] || echo "+w$WEIGHTS")${STEPS:++s$STEPS}
 NAME=${NAME:-${MEMBERS//,/+}$SUFFIX}
 OUT=$LB/ensembles/$DATASET/$NAME
 for seed in ${SEEDS//,/ }; do
@@ -28,7 +29,7 @@ for seed in ${SEEDS//,/ }; do
   for model in ${MEMBERS//,/ }; do runs+=("$LB/runs/$DATASET/$model/seed$seed"); done
   list=$(IFS=,; echo "${runs[*]}")
   flock /tmp/divrec-timing.lock "$DIVREC" train experiment=ensemble "data=$DATASET" "model.members=[$list]" \
-    "model.normalize=$NORMALIZE" "model.weights=$WEIGHTS" "seed=$seed" callbacks.progress_bar.refresh_rate=0 "hydra.run.dir=$run" ${EXTRA:-}
+    "model.normalize=$NORMALIZE" "model.weights=$WEIGHTS" ${STEPS:+"model.weight_steps=$STEPS"} "seed=$seed" callbacks.progress_bar.refresh_rate=0 "hydra.run.dir=$run" ${EXTRA:-}
 done
 member_dirs=()
 for model in ${MEMBERS//,/ }; do member_dirs+=("$LB/runs/$DATASET/$model"); done
