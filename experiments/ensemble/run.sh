@@ -18,7 +18,7 @@ SEEDS=${SEEDS:-0,1,2}
 DIVREC=${DIVREC:-.venv/bin/divrec}
 NORMALIZE=${NORMALIZE:-log_softmax}  # model.normalize: zscore lets closed-form baselines join
 WEIGHTS=${WEIGHTS:-null}  # model.weights: null = equal, val = the best simplex-grid point on validation NDCG@10
-STEPS=${STEPS:-}  # WEIGHTS=val: model.weight_steps (empty = the YAML's 5; name suffix +s<STEPS> when set)
+STEPS=${STEPS:-}  # WEIGHTS=val: model.weight_steps (empty = the YAML's 10; name suffix +s<STEPS> when set)
 SUFFIX=$([[ $NORMALIZE == log_softmax ]] || echo "+$NORMALIZE")$([[ $WEIGHTS == null ]] || echo "+w$WEIGHTS")${STEPS:++s$STEPS}
 NAME=${NAME:-${MEMBERS//,/+}$SUFFIX}
 OUT=$LB/ensembles/$DATASET/$NAME

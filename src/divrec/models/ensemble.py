@@ -77,7 +77,7 @@ def fail(msg: str) -> None:
 class EnsembleConfig:
     members: Sequence[str] = ()  # checkpoints (<run>/checkpoints/best.ckpt) or run folders of finished runs
     weights: Sequence[float] | str | None = None  # one per member, > 0 (normalised); null = equal; val = searched
-    weight_steps: int = 5  # weights=val: the grid's entries are multiples of 1 / weight_steps
+    weight_steps: int = 10  # weights=val: the grid's entries are multiples of 1 / weight_steps
     data: Mapping[str, Any] | None = None  # this run's data config (the YAML's ${data}): members must share it
     normalize: str = "log_softmax"  # log_softmax (learned members) | zscore (any member, closed-form ones too)
 
