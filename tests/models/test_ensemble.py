@@ -185,7 +185,7 @@ def test_weights_chosen_on_validation_are_the_grid_best_by_a_brute_force_referen
                                      "model.weight_steps=4"))
     chosen = ensemble.backbone.member_weights.tolist()
     assert reference[grid.index(pytest.approx(chosen))] == pytest.approx(max(reference), abs=1e-12)
-    assert ensemble.backbone.val_ndcg == pytest.approx(max(reference), abs=1e-9)
+    assert ensemble.backbone.fit_summary["val_search_ndcg@10"] == pytest.approx(max(reference), abs=1e-9)
     stored = json.loads((tmp_path / "run" / names.METRICS_FILE).read_text())  # the choice is in metrics.json
     assert [stored["fitted/weight_1"], stored["fitted/weight_2"]] == pytest.approx(chosen, abs=1e-6)
     assert stored["fitted/val_search_ndcg@10"] == pytest.approx(stored["val/ndcg@10"], abs=1e-6)

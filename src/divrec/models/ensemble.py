@@ -165,8 +165,7 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList()  # built by bind(data), from the checkpoints
         self.objectives = nn.ModuleList()  # each member's own objective (its query: e.g. cloze appends [MASK])
         self.fit_seconds = 0.0
-        self.fit_summary: dict[str, float] = {}  # metrics.json fitted/<key>: the weights a search chose
-        self.val_ndcg: float | None = None  # weights=val: the chosen weights' validation NDCG@10
+        self.fit_summary: dict[str, float] = {}  # metrics.json fitted/<key>: the weights a search chose, its val
 
     # --- what the model serves ---------------------------------------------------------------------------------
     @classmethod
@@ -205,11 +204,11 @@ class Ensemble(nn.Module):
             self.objectives.append(objective)
         if self.cfg.weights == "val":
             start = time.perf_counter()
-            self.member_weights, self.val_ndcg, _ = select_weights(
+            self.member_weights, val_ndcg = select_weights(
                 self.member_scores, data.val, self.max_len, len(self.members), self.cfg.weight_steps, data.n_items)
             self.fit_seconds = time.perf_counter() - start
             self.fit_summary = {f"weight_{i}": round(float(w), 6) for i, w in enumerate(self.member_weights, 1)}
-            self.fit_summary["val_search_ndcg@10"] = self.val_ndcg
+            self.fit_summary["val_search_ndcg@10"] = val_ndcg
 
     def _rebuild(
         self, stored: dict[str, Any], checkpoint: dict[str, Any], path: str, data: ProcessedData

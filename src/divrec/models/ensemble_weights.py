@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from divrec.data.types import EvalSplit
+from divrec.metrics.ranking import mask_scores
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,8 @@ def simplex_grid(members: int, steps: int) -> Tensor:
 
 
 def rankable_items(n_users: int, width: int, seen: Tensor, target: Tensor) -> Tensor:
-    """(B, V) bool: False for the padding column and the seen items, True for the target (even when seen)."""
-    rankable = torch.ones(n_users, width, dtype=torch.bool, device=seen.device)
-    rankable[:, 0] = False
-    rankable.scatter_(1, seen.long(), False)
-    rankable.scatter_(1, target.long().unsqueeze(1), True)  # a re-consumed target stays rankable
-    return rankable
+    """(B, V) bool: the items the evaluator ranks (``mask_scores``: padding and seen items out, the target kept)."""
+    return mask_scores(torch.zeros(n_users, width, device=seen.device), seen, target, inplace=True).isfinite()
 
 
 def contested(scores: Tensor, rankable: Tensor, target: Tensor) -> Tensor:
@@ -82,16 +79,16 @@ def candidate_ndcg(scores: Tensor, grid: Tensor, seen: Tensor, target: Tensor) -
     scores, rankable, target = scores[keep], rankable[keep], target[keep]
     combined = torch.einsum("bmv,cm->bcv", scores, grid.to(scores.dtype))  # (B', C, V)
     index = target.long().view(-1, 1, 1).expand(-1, combined.shape[1], 1)  # (B', C, 1)
-    at_target = combined.gather(2, index)  # (B, C, 1)
-    ahead = (combined >= at_target) & rankable.unsqueeze(1)  # (B, C, V): the target counts itself (rank >= 1)
+    at_target = combined.gather(2, index)  # (B', C, 1)
+    ahead = (combined >= at_target) & rankable.unsqueeze(1)  # (B', C, V): the target counts itself (rank >= 1)
     ranks = ahead.sum(2, dtype=torch.int32).double()  # (B', C) pessimistic 1-based ranks
     gains = torch.where(ranks <= K, 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))  # (B', C)
     return gains.sum(0)  # (C,)
 
 
 def select_weights(member_scores: MemberScores, split: EvalSplit, max_len: int, members: int, steps: int,
-                   n_items: int) -> tuple[Tensor, float, int]:
-    """The grid's best weight vector on ``split`` by NDCG@10: (weights (M,) float32, its NDCG@10, candidates)."""
+                   n_items: int) -> tuple[Tensor, float]:
+    """The grid's best weight vector on ``split`` by NDCG@10: (weights (M,) float32, its NDCG@10)."""
     from divrec import names
     from divrec.data.datamodule import eval_tensors  # lazy: the models package does not import Lightning
 
@@ -111,7 +108,7 @@ def select_weights(member_scores: MemberScores, split: EvalSplit, max_len: int, 
     chosen = int(tied[int(distance.argmin())])
     log.info("ensemble weights chosen on validation over %d candidates: %s (val NDCG@10 %.4f; equal weights %s)",
              grid.shape[0], grid[chosen].tolist(), float(best), _equal_note(grid, ndcg, members))
-    return grid[chosen].float(), float(best), int(grid.shape[0])
+    return grid[chosen].float(), float(best)
 
 
 def _equal_note(grid: Tensor, ndcg: Tensor, members: int) -> str:
