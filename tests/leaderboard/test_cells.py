@@ -145,3 +145,37 @@ def test_a_folder_keeps_the_overrides_its_cells_ran_with(tmp_path: Path) -> None
     plan.scoped, plan.overrides = {"bsarec": ["optim.lr=5e-4"]}, ["trainer=cpu"]
     with pytest.raises(LeaderboardError, match=r"synthetic/sasrec cells run with the overrides \['trainer=debug'\]"):
         check_record(plan)
+
+
+def test_an_ensemble_row_runs_after_its_members_on_their_cells_of_the_same_seed(tmp_path: Path) -> None:
+    plan, _ = parse_args(["models=[sasrec,ease]", "datasets=[synthetic]", "seeds=[0,1]", f"out={tmp_path}",
+                          "ensembles=[sasrec+ease]", "controls=[shuffled]", "trainer=debug",
+                          "sasrec+ease:model.weights=null", "synthetic/sasrec+ease:metrics.diversity=false"])  # fmt: skip
+    assert plan.ensembles == [("sasrec", "ease")] and plan.row_names() == ["sasrec", "ease", "sasrec+ease"]
+    assert [r.label for r in plan.rows()][-1] == "sasrec+ease"  # after every model row: its members run first
+    group = pending_groups(plan)[-1]
+    assert (group.row, group.seeds) == (Row.ensemble(("sasrec", "ease")), (0, 1))
+    runs = f"'{tmp_path}/runs/synthetic"
+    assert command(group, plan)[5:] == [
+        "data=synthetic", "experiment=ensemble", "model.normalize=zscore", "model.weights=val",
+        f"model.members=[{runs}/sasrec/seed${{seed}}',{runs}/ease/seed${{seed}}']", "seed=0,1", "trainer=debug",
+        "model.weights=null", "metrics.diversity=false", "ckpt_path=last",
+        f"hydra.sweep.dir={runs}/sasrec+ease'", "hydra.sweep.subdir=seed${seed}",
+    ]  # fmt: skip
+    check_record(plan)
+    assert json.loads((tmp_path / "leaderboard.json").read_text())["synthetic/sasrec+ease"] == [
+        "trainer=debug", "model.weights=null", "metrics.diversity=false"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ensemble", "message"),
+    [
+        ("sasrec+bsarec", "ensembles: sasrec+bsarec combines ['bsarec'], which models=['sasrec', 'ease'] does not"),
+        ("sasrec", "ensembles: 'sasrec' needs two or more distinct models joined by +"),
+        ("sasrec+sasrec", "needs two or more distinct models"),
+        ("sasrec+", "needs two or more distinct models"),
+    ],
+)
+def test_an_ensemble_of_models_the_plan_does_not_run_is_refused(ensemble: str, message: str) -> None:
+    with pytest.raises(LeaderboardError, match=message.replace("[", r"\[").replace("+", r"\+")):
+        parse_args(["models=[sasrec,ease]", "datasets=[synthetic]", f"ensembles=[{ensemble}]"])

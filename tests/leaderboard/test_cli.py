@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from runhelpers import TINY, run_divrec
 
 from divrec import names
@@ -68,3 +69,33 @@ def test_console_script_reports_bad_arguments_in_one_line(tmp_path: Path) -> Non
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("error: models: unknown ['nosuch']; choose from [") and done.stderr.count("\n") == 1
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_an_ensemble_row_combines_the_members_cells_of_each_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "board"
+    tiny_sasrec = [f"sasrec:{o}" for o in TINY if o.startswith("model.")]
+    shared = [o for o in TINY if o != "data=synthetic" and not o.startswith("model.")]
+    args = ["models=[sasrec,pop]", "datasets=[synthetic]", "seeds=[0,1]", "ensembles=[sasrec+pop]", "threads=1",
+            *shared, *tiny_sasrec, "trainer=cpu", "trainer.max_epochs=1", "logger=none", f"out={out}",
+            f"paths.data_dir={tmp_path / 'data'}"]  # fmt: skip
+    assert main(args) == 0
+    assert "[leaderboard] synthetic/sasrec+pop seeds 0,1 (4/6 cells run so far)" in capsys.readouterr().out
+    runs = out / "runs" / "synthetic"
+    for seed in (0, 1):  # each seed's ensemble is made of that seed's member cells, nothing shared across seeds
+        stored = OmegaConf.load(runs / "sasrec+pop" / f"seed{seed}" / names.CONFIG_FILE)
+        assert list(stored.model.members) == [str(runs / m / f"seed{seed}") for m in ("sasrec", "pop")]
+        assert (stored.model.normalize, stored.model.weights) == ("zscore", "val")
+        metrics = json.loads((runs / "sasrec+pop" / f"seed{seed}" / names.METRICS_FILE).read_text())
+        assert metrics["fitted/weight_1"] + metrics["fitted/weight_2"] == pytest.approx(1.0)
+    table = pd.read_csv(out / "leaderboard.csv")
+    assert list(table["row"]) == ["sasrec", "pop", "sasrec+pop"] and list(table["synthetic/seeds"]) == [2, 2, 2]
+    assert table["synthetic/users_paired"][2] > 0  # tested against sasrec over the same users
+    markdown = (out / "leaderboard.md").read_text()
+    assert ("- sasrec+pop: full ranking, history excluded; ensemble of sasrec+pop (zscore scores); max_len 8; "
+            "LeaveOneOut (val_items 1); each member's epoch by its own validation, weights chosen on val/ndcg@10 "
+            "(grid of 1/10)") in markdown  # fmt: skip
+    recorded = json.loads((out / "leaderboard.json").read_text())
+    assert recorded["synthetic/sasrec+pop"] == recorded["synthetic/pop"]  # the shared overrides; no scope of its own

@@ -8,6 +8,11 @@ seed=0,2 hydra.sweep.dir=<out>/runs/<dataset>/<row> hydra.sweep.subdir=seed${see
 cannot compose fails only that model's cells, and a job that fails inside a multirun fails alone (the CLI records it
 in its ``status.json``). A cell that failed before is moved to ``<out>/previous/`` and run from scratch; a cell left
 running (the leaderboard was interrupted) resumes from its ``last.ckpt`` (``ckpt_path=last``).
+
+An ensemble row (``ensembles=[bsarec+sasrec+ease]``) runs after the model rows of its dataset: its seed-``k`` cell is
+``divrec train experiment=ensemble`` over the members' seed-``k`` cells of the same folder (each member's epoch
+chosen on its own validation), scores z-scored and weights chosen on validation NDCG@10 unless its scoped overrides
+say otherwise (``<members>:model.weights=null``), so the seeds of an ensemble row share no run.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
         "each user's training sequence randomly permuted (seeded); validation/test histories keep their order",
     ),
 }
+# An ensemble row's own settings, before the shared and scoped overrides: every member kind may join (closed-form
+# baselines too) and the weights are a validation choice, so the row is selected on validation like any other
+ENSEMBLE_DEFAULTS = ("experiment=ensemble", "model.normalize=zscore", "model.weights=val")
 JOBLIB = "hydra_plugins.hydra_joblib_launcher"
 JOB_FAILED = "job failed, the sweep goes on: "  # how divrec.cli logs a failed multirun job
 
@@ -45,16 +53,27 @@ class LeaderboardError(UserError):
 
 @dataclass(frozen=True)
 class Row:
-    """One leaderboard row: a model (a ``conf/model/`` option), optionally under a control."""
+    """One leaderboard row: a model (a ``conf/model/`` option), optionally under a control, or an ensemble of the
+    plan's models (``model`` is then the members' names joined by ``+``, the name its scoped overrides use)."""
 
     model: str
     control: str | None = None
+    members: tuple[str, ...] = ()
+
+    @classmethod
+    def ensemble(cls, members: tuple[str, ...]) -> Row:
+        return cls("+".join(members), members=members)
 
     @property
     def label(self) -> str:
         return self.model if self.control is None else f"{self.model}+{self.control}"
 
-    def overrides(self) -> list[str]:
+    def overrides(self, out: Path, dataset: str) -> list[str]:
+        """What makes the row: its model and control, or an ensemble of the members' cells of the same seed."""
+        if self.members:
+            # each member's folder quoted, its seed left to Hydra: '<out>/runs/<dataset>/<member>/seed${seed}'
+            runs = ",".join(hydra_quoted(out / RUNS_DIR / dataset / m)[:-1] + "/seed${seed}'" for m in self.members)
+            return [*ENSEMBLE_DEFAULTS, f"model.members=[{runs}]"]
         return [f"model={self.model}", *(CONTROLS[self.control][0] if self.control else ())]
 
 
@@ -86,10 +105,18 @@ class Plan:
     baseline: str = "sasrec"  # every row is tested against this model's row
     jobs: int = 1  # cells of one multirun at a time (> 1: Hydra's joblib launcher)
     threads: int | None = None  # torch threads per cell (OMP_NUM_THREADS); None = torch's default
+    ensembles: list[tuple[str, ...]] = field(default_factory=list)  # each: models of this plan, combined per seed
 
     def rows(self) -> list[Row]:
-        """Each model, each followed by its control rows."""
-        return [Row(m, c) for m in self.models for c in (None, *self.controls)]
+        """Each model, each followed by its control rows; then the ensembles (their members run first)."""
+        return [Row(m, c) for m in self.models for c in (None, *self.controls)] + self.ensemble_rows()
+
+    def ensemble_rows(self) -> list[Row]:
+        return [Row.ensemble(members) for members in self.ensembles]
+
+    def row_names(self) -> list[str]:
+        """The names a scoped override or the folder record may use: the models, then the ensembles."""
+        return [*self.models, *(row.model for row in self.ensemble_rows())]
 
     def cells(self) -> list[Cell]:
         return [Cell(d, row, s) for d in self.datasets for row in self.rows() for s in self.seeds]
@@ -161,7 +188,8 @@ def command(group: Group, plan: Plan) -> list[str]:
     resumes; the others have no last.ckpt and start from scratch)."""
     seeds = ",".join(str(s) for s in group.seeds)
     return [
-        sys.executable, "-m", "divrec", "train", "-m", f"data={group.dataset}", *group.row.overrides(),
+        sys.executable, "-m", "divrec", "train", "-m", f"data={group.dataset}",
+        *group.row.overrides(plan.out, group.dataset),
         f"seed={seeds}", *plan.cell_overrides(group.dataset, group.row.model), "ckpt_path=last",
         f"hydra.sweep.dir={hydra_quoted(group.sweep_dir(plan.out))}", "hydra.sweep.subdir=seed${seed}",
         *launcher_overrides(plan.jobs),

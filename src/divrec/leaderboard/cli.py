@@ -2,7 +2,8 @@
 beside ``compare`` (no Hydra config of its own). It runs the cells not yet completed through Hydra multiruns of
 ``divrec train`` (``divrec.leaderboard.cells``), then writes ``leaderboard.md``, ``.csv`` and ``.png`` into ``out``
 (``divrec.leaderboard.render``). Any other ``key=value`` is a ``divrec train`` override passed to every cell;
-``<model>:key=value``, ``<dataset>:key=value`` or ``<dataset>/<model>:key=value`` only to those cells (a recipe)."""
+``<model>:key=value``, ``<dataset>:key=value`` or ``<dataset>/<model>:key=value`` only to those cells (a recipe).
+``ensembles=[a+b,...]`` adds a row per ensemble of the listed models, run after them (``divrec.leaderboard.cells``)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,15 @@ from divrec.report import write_atomic
 
 RECORD_FILE = "leaderboard.json"  # <out>/leaderboard.json: the overrides every cell of this folder ran with
 USAGE = """usage: divrec leaderboard models=[sasrec,bsarec] datasets=[ml-100k,beauty] seeds=[0,1,2] out=<dir>
-                          [controls=[shuffled]] [baseline=sasrec] [jobs=1] [threads=N] [run=true]
-                          [override ...] [<model>|<dataset>|<dataset>/<model>:override ...]
+                          [controls=[shuffled]] [ensembles=[sasrec+bsarec]] [baseline=sasrec] [jobs=1]
+                          [threads=N] [run=true] [override ...] [<model>|<dataset>|<dataset>/<model>:override ...]
 
 Runs every (dataset, model, seed) cell not yet completed in <out> (divrec train through Hydra multiruns; failed cells
 run again from scratch, interrupted ones resume), then writes <out>/leaderboard.md, .csv and .png. run=false only
 writes the report. Any other key=value (e.g. trainer=debug, trainer.max_epochs=20) goes to every cell;
 <model>:, <dataset>: or <dataset>/<model>:key=value (e.g. bsarec:optim.lr=5e-4, beauty/sasrec:model.dropout=0.5)
-only to those cells, after the shared ones."""
+only to those cells, after the shared ones. ensembles=[a+b+c]: a row per ensemble of listed models, its seed-k cell
+combining their seed-k cells (z-scored, weights chosen on validation; a+b+c:model.weights=null for equal ones)."""
 # Keys the leaderboard sets itself, and what to pass instead.
 RESERVED = {
     "model": "models=[...]", "data": "datasets=[...]", "seed": "seeds=[...]",
@@ -98,7 +100,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Plan, bool]:
         scope, colon, override = token.partition(":")
         if not sep or token.startswith("-"):
             raise LeaderboardError(f"{token!r}: arguments are key=value (e.g. models=[sasrec,bsarec]); see --help")
-        if key in ("models", "datasets", "seeds", "controls", "out", "jobs", "threads", "baseline", "run"):
+        if key in ("models", "datasets", "seeds", "controls", "ensembles", "out", "jobs", "threads", "baseline", "run"):
             given[key] = value
         elif colon and "=" not in scope:  # <model>:, <dataset>: or <dataset>/<model>:key=value, for those cells
             scoped.setdefault(scope, []).append(check_override(override))
@@ -119,6 +121,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Plan, bool]:
         baseline=values["baseline"],
         jobs=_integer("jobs", values["jobs"], 1),
         threads=None if values.get("threads") in (None, "null") else _integer("threads", values["threads"], 1),
+        ensembles=[tuple(e.split("+")) for e in parse_list("ensembles", values.get("ensembles", "[]"))],
     )
     _check_plan(plan, explicit_baseline="baseline" in given)
     if values["run"] not in ("true", "false"):
@@ -133,16 +136,29 @@ def _check_plan(plan: Plan, explicit_baseline: bool) -> None:
         _check_names("models", plan.models, options("model"))
         _check_names("datasets", plan.datasets, options("data"))
     _check_names("controls", plan.controls, sorted(CONTROLS))
-    scopes = {*plan.models, *plan.datasets, *(f"{d}/{m}" for d in plan.datasets for m in plan.models)}
+    for members in plan.ensembles:
+        _check_ensemble(members, plan.models)
+    row_names = plan.row_names()
+    scopes = {*row_names, *plan.datasets, *(f"{d}/{m}" for d in plan.datasets for m in row_names)}
     stray = sorted(set(plan.scoped) - scopes)
     if stray:
         raise LeaderboardError(
-            f"{stray[0]}:<override>: {stray[0]} is none of models={plan.models}, datasets={plan.datasets} or "
-            "<dataset>/<model>"
+            f"{stray[0]}:<override>: {stray[0]} is none of models={plan.models}, datasets={plan.datasets}, "
+            f"ensembles={[r.model for r in plan.ensemble_rows()]} or <dataset>/<model>"
         )
     if explicit_baseline and plan.baseline not in plan.models:
         raise LeaderboardError(f"baseline={plan.baseline} is not one of models={plan.models}")
     hydra_quoted(plan.out)
+
+
+def _check_ensemble(members: tuple[str, ...], models: list[str]) -> None:
+    label = "+".join(members)
+    if len(members) < 2 or len(set(members)) != len(members) or not all(members):
+        raise LeaderboardError(f"ensembles: {label!r} needs two or more distinct models joined by +, e.g. sasrec+ease")
+    outside = [m for m in members if m not in models]
+    if outside:
+        raise LeaderboardError(f"ensembles: {label} combines {outside}, which models={models} does not run; add "
+                               "them to models=[...]")  # fmt: skip
 
 
 def check_record(plan: Plan) -> None:
@@ -155,7 +171,7 @@ def check_record(plan: Plan) -> None:
     except (OSError, ValueError):
         recorded = {}
     recorded = recorded if isinstance(recorded, dict) else {}
-    mine = {f"{d}/{m}": plan.cell_overrides(d, m) for d in plan.datasets for m in plan.models}
+    mine = {f"{d}/{m}": plan.cell_overrides(d, m) for d in plan.datasets for m in plan.row_names()}
     for pair, overrides in mine.items():
         if recorded.get(pair, overrides) != overrides:
             raise LeaderboardError(

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from divrec import names
-from divrec.leaderboard.cells import CONTROLS, Plan, Row
+from divrec.leaderboard.cells import CONTROLS, ENSEMBLE_DEFAULTS, Plan, Row
 from divrec.leaderboard.report import NDCG10, CellResult, Entry, best_rows, entries, frame, read_cell, row_protocol
 from divrec.report import write_atomic
 
@@ -73,10 +73,14 @@ def footnotes(plan: Plan) -> list[str]:
         "**pooled over seeds**: each user's NDCG@10 is first averaged over the seeds both rows completed, then "
         f"paired by user; * p < {ALPHA}." + ("" if base in plan.models else f" No {base} row here: no test."),
         "- s/epoch: median training seconds per epoch (`timeline.jsonl`: median over epochs, then over seeds); "
-        "closed-form baselines show their fit time. wall s: summed over seeds, each from Hydra's job start to the "
-        "final `status.json` (its last attempt); timings compare only when cells ran one at a time "
-        f"(this command: jobs={plan.jobs}).",
+        "closed-form baselines show their fit time (an ensemble: its weight search). wall s: summed over seeds, "
+        "each from Hydra's job start to the final `status.json` (its last attempt; an ensemble's excludes its "
+        f"members'); timings compare only when cells ran one at a time (this command: jobs={plan.jobs}).",
     ]
+    for row in plan.ensemble_rows():
+        notes.append(f"- {row.label}: seed k ranks by the weighted mean of the seed-k cells of "
+                     f"{', '.join(row.members)} (`divrec train {' '.join(ENSEMBLE_DEFAULTS)}`, then the overrides "
+                     "below).")  # fmt: skip
     for control in plan.controls:
         notes.append(f"- `<model>+{control}`: {CONTROLS[control][1]} ({', '.join(CONTROLS[control][0])}).")
     if plan.overrides:
@@ -124,7 +128,7 @@ def plot(table: dict[tuple[Row, str], Entry], plan: Plan, path: Path) -> Path:
     width = 0.8 / max(1, len(rows))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.5 + 0.3 * len(rows) * len(plan.datasets)), 3.8))
     x = np.arange(len(plan.datasets), dtype=np.float64)
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(plan.models)}
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(plan.row_names())}
     for i, row in enumerate(rows):
         values = [table[row, d] for d in plan.datasets]
         shown = [j for j, e in enumerate(values) if e.n]

@@ -96,21 +96,38 @@ def _selection(cfg: dict[str, Any], fitted: bool) -> str:
     return f"best epoch by {monitor}{honest}, <= {trainer.get('max_epochs')} epochs"
 
 
+def _ensemble(model: dict[str, Any]) -> tuple[str, str]:
+    """An ensemble's (objective, selection) parts: its members, their scale, and how the weights were set."""
+    members = [Path(str(m)).parent.name if Path(str(m)).name.startswith("seed") else str(m)
+               for m in model.get("members") or []]  # fmt: skip  # <out>/runs/<dataset>/<member>/seed<k>
+    weights = model.get("weights")
+    if weights == "val":
+        how = f"weights chosen on val/ndcg@10 (grid of 1/{model.get('weight_steps')})"
+    else:
+        how = "equal weights" if weights is None else f"weights {list(weights)}"
+    return (f"ensemble of {'+'.join(members)} ({model.get('normalize')} scores)",
+            f"each member's epoch by its own validation, {how}")  # fmt: skip
+
+
 def protocol_line(cfg: dict[str, Any]) -> str:
     """How a run was trained and evaluated, from its resolved config: ranking, objective and negatives, max_len,
     split, model selection, controls. divrec always ranks the full catalog with the user's history masked out."""
-    task, data = cfg.get("task") or {}, cfg.get("data") or {}
+    task, data, model = cfg.get("task") or {}, cfg.get("data") or {}, cfg.get("model") or {}
     split = data.get("split") or {}
     rerank = cfg.get("rerank")
     ranking = "full ranking, history excluded"
     if isinstance(rerank, dict) and rerank.get("_target_"):
         ranking += f", re-ranked by {_short(rerank['_target_'])}"
+    fitted = _short(task.get("_target_")) == "Fitted"
+    objective, selection = _objective(task), _selection(cfg, fitted)
+    if _short(model.get("_target_")) == "Ensemble":
+        objective, selection = _ensemble(model)
     parts = [
         ranking,
-        _objective(task),
+        objective,
         f"max_len {data.get('max_len')}",
         f"{_short(split.get('_target_'))} (val_items {split.get('val_items', 1)})",
-        _selection(cfg, _short(task.get("_target_")) == "Fitted"),
+        selection,
     ]
     if data.get("shuffle_sequences"):
         parts.append("training sequences shuffled")
