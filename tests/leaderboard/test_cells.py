@@ -148,9 +148,9 @@ def test_a_folder_keeps_the_overrides_its_cells_ran_with(tmp_path: Path) -> None
 
 
 def test_an_ensemble_row_runs_after_its_members_on_their_cells_of_the_same_seed(tmp_path: Path) -> None:
+    scoped = ["sasrec+ease:model.weights=null", "synthetic/sasrec+ease:metrics.diversity=false"]
     plan, _ = parse_args(["models=[sasrec,ease]", "datasets=[synthetic]", "seeds=[0,1]", f"out={tmp_path}",
-                          "ensembles=[sasrec+ease]", "controls=[shuffled]", "trainer=debug",
-                          "sasrec+ease:model.weights=null", "synthetic/sasrec+ease:metrics.diversity=false"])  # fmt: skip
+                          "ensembles=[sasrec+ease]", "controls=[shuffled]", "trainer=debug", *scoped])  # fmt: skip
     assert plan.ensembles == [("sasrec", "ease")] and plan.row_names() == ["sasrec", "ease", "sasrec+ease"]
     assert [r.label for r in plan.rows()][-1] == "sasrec+ease"  # after every model row: its members run first
     group = pending_groups(plan)[-1]
