@@ -13,6 +13,7 @@ from runhelpers import QUIET, TINY_DATA, Run, compose_config, run_paths
 from divrec import names
 from divrec.checkpointing import read_checkpoint
 from divrec.models import ModelConfigError
+from divrec.models.ease import EASE
 from divrec.pipeline import build, checkpoint_config, evaluate, load_weights, train
 from divrec.recommend import user_sequences
 
@@ -113,13 +114,17 @@ def test_members_of_other_data_and_closed_form_members_are_refused(tmp_path: Pat
         tmp_path / "d", f"model.members=[{members[0].run_dir}]", "model.normalize=softmax")
 
 
-def test_zscore_lets_closed_form_members_join_with_standardised_scores(tmp_path: Path, members: list[Run]) -> None:
+def test_zscore_lets_closed_form_members_join_with_standardised_scores(
+    tmp_path: Path, members: list[Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
     ease = member(tmp_path / "ease", members[0].data_dir, "ease", 0)
     alone = train(ensemble_cfg(tmp_path / "alone", [ease], "model.normalize=zscore"))
     for key in ("test/ndcg@10", "val/ndcg@10"):  # a positive affine map per row keeps EASE's ranking
         assert alone[key] == pytest.approx(ease.metrics[key], abs=1e-6)
     cfg = ensemble_cfg(tmp_path / "pair", [members[0], ease], "model.normalize=zscore", "model.weights=[1,3]")
-    _, ensemble = build(cfg)
+    with monkeypatch.context() as patched:  # the member's fit is its checkpoint's: never recomputed
+        patched.setattr(EASE, "fit", lambda self, data: pytest.fail("an ensemble refitted its EASE member"))
+        _, ensemble = build(cfg)
     data, learned = member_module(members[0], tmp_path / "m0")
     _, fitted = member_module(ease, tmp_path / "m1")
     history, _ = user_sequences(data, np.arange(data.n_users), 8)  # (U, 8)

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from divrec.checkpointing import load_weights, read_checkpoint, stored_config
 from divrec.data.types import ProcessedData
+from divrec.models.closed_form import ClosedFormModel
 from divrec.models.contract import ModelConfigError, ModelSpec, check_n_items
 from divrec.models.ensemble_weights import MAX_CANDIDATES, n_candidates, select_weights
 
@@ -215,7 +216,8 @@ class Ensemble(nn.Module):
     ) -> tuple[nn.Module, nn.Module]:
         backbone = instantiate(stored["model"], n_items=data.n_items)
         objective = instantiate(stored["task"])
-        backbone.bind(data)
+        if not isinstance(backbone, ClosedFormModel):  # a closed form's bind is its fit, which the checkpoint holds
+            backbone.bind(data)  # (refitting EASE, an n x n solve, only to overwrite it below)
         objective.bind(backbone, data)
         holder = nn.ModuleDict({"backbone": backbone, "task": objective})  # the run module's key prefixes
         state = {k: v for k, v in checkpoint["state_dict"].items() if k.split(".", 1)[0] in holder}
