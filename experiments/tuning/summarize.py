@@ -77,7 +77,8 @@ def main() -> None:
     params = []
     for cell in sorted(p for p in args.runs.glob("*/*") if (p / "default").is_dir() or list(p.glob("tune*"))):
         default = _runs(cell / "default")
-        for tuned_dir in sorted(cell.glob("tune*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0)):
+        budgets = [p for p in cell.glob("tune*") if p.is_dir() and re.fullmatch(r"tune\d+", p.name)]  # not logs/copies
+        for tuned_dir in sorted(budgets, key=lambda p: int(p.name[4:])):
             study, tuned = _study(tuned_dir / "study"), _runs(tuned_dir)
             lines.append(
                 f"| {cell.parent.name} | {cell.name} | {_spread(default, TEST)} | {_spread(default, VAL)} | "

@@ -14,7 +14,7 @@ from compare.runfolders import make_run
 from divrec import names
 from divrec.leaderboard.cells import Cell, Plan, Row
 from divrec.leaderboard.render import write_report
-from divrec.leaderboard.report import NDCG10, protocol_line
+from divrec.leaderboard.report import NDCG10, VAL_NDCG10, protocol_line
 
 SASREC = [[0.5, 0.4, 0.3, 0.6, 0.2, 0.7], [0.5, 0.6, 0.3, 0.6, 0.4, 0.7]]  # per-user test NDCG@10, seeds 0 and 1
 
@@ -28,10 +28,12 @@ def _config(seed: int, shuffled: bool = False) -> dict:
     }  # fmt: skip
 
 
-def _cell(out: Path, dataset: str, row: Row, seed: int, users: list[float], epochs: list[float]) -> None:
+def _cell(
+    out: Path, dataset: str, row: Row, seed: int, users: list[float], epochs: list[float], val: float | None = None
+) -> None:
+    metrics = {NDCG10: sum(users) / len(users), names.EPOCHS: len(epochs), names.TRAIN_TIME: sum(epochs)}
     folder = make_run(Cell(dataset, row, seed).folder(out), [], _config(seed, row.control is not None),
-                      {NDCG10: sum(users) / len(users), names.EPOCHS: len(epochs), names.TRAIN_TIME: sum(epochs)},
-                      per_user={NDCG10: users})  # fmt: skip
+                      metrics | ({} if val is None else {VAL_NDCG10: val}), per_user={NDCG10: users})  # fmt: skip
     (folder / names.TIMELINE_FILE).write_text("".join(json.dumps({"epoch_train_s": s}) + "\n" for s in epochs))
     (folder / ".hydra" / "config.yaml").write_text("{}\n")
     os.utime(folder / ".hydra" / "config.yaml", (1000, 1000))  # Hydra's job start ...
@@ -111,3 +113,23 @@ def test_protocol_line_reports_objective_negatives_and_selection() -> None:
     assert "fitted on training (no epochs)" in protocol_line(fitted)
     debug = {"task": {"_target_": "divrec.tasks.NextItemCE"}, "trainer": {"fast_dev_run": True}}
     assert protocol_line(debug).endswith("fast_dev_run: one batch, no model selection")
+
+
+def test_the_row_chosen_on_validation_is_named_with_its_test_score(tmp_path: Path) -> None:
+    """beauty: bsarec is best on test, sasrec on validation, and the control highest of all (never chosen);
+    ml-100k: no row has a validation score."""
+    sasrec, bsarec, control = Row("sasrec"), Row("bsarec"), Row("sasrec", "shuffled")
+    for seed, users in enumerate(SASREC):
+        _cell(tmp_path, "beauty", sasrec, seed, users, [1.0], val=0.30 + 0.02 * seed)  # mean 0.31
+        _cell(tmp_path, "beauty", bsarec, seed, [u + 0.1 for u in users], [1.0], val=0.30)
+        _cell(tmp_path, "beauty", control, seed, users, [1.0], val=0.9)
+        _cell(tmp_path, "ml-100k", sasrec, seed, users, [1.0])
+    plan = Plan(models=["sasrec", "bsarec"], datasets=["beauty", "ml-100k"], seeds=[0, 1], out=tmp_path,
+                controls=["shuffled"])  # fmt: skip
+    _, markdown, _ = write_report(plan)
+    lines = markdown.splitlines()
+    assert lines[lines.index("## Chosen on validation") + 4:][:2] == [
+        f"- beauty: sasrec (val 0.3100, test {sum(map(sum, SASREC)) / 12:.4f} ± 0.0471)", "- ml-100k: no completed row"]
+    table = pd.read_csv(tmp_path / "leaderboard.csv")
+    val = table[f"beauty/{VAL_NDCG10}_mean"]  # rows sasrec, sasrec+shuffled, bsarec, bsarec+shuffled (never ran)
+    assert list(val[:3]) == pytest.approx([0.31, 0.9, 0.30]) and pd.isna(val[3])

@@ -16,7 +16,18 @@ import numpy as np
 
 from divrec import names
 from divrec.leaderboard.cells import CONTROLS, ENSEMBLE_DEFAULTS, Plan, Row
-from divrec.leaderboard.report import NDCG10, CellResult, Entry, best_rows, entries, frame, read_cell, row_protocol
+from divrec.leaderboard.report import (
+    NDCG10,
+    VAL_NDCG10,
+    CellResult,
+    Entry,
+    best_rows,
+    entries,
+    frame,
+    read_cell,
+    row_protocol,
+    val_choice,
+)
 from divrec.report import write_atomic
 
 ALPHA = 0.05  # p-values below it get a *
@@ -90,6 +101,21 @@ def footnotes(plan: Plan) -> list[str]:
     return notes
 
 
+def choice_lines(table: dict[tuple[Row, str], Entry], plan: Plan) -> list[str]:
+    """Per dataset, the row a choice across models on validation only picks, and its test score."""
+    lines = ["", "## Chosen on validation", "",
+             f"The model row with the highest mean `{VAL_NDCG10}` per dataset, and its test NDCG@10 (the number to "
+             "quote under validation-only selection; a learned row's validation is optimistic, its epoch was chosen "
+             "on it, and so is an ensemble's whose weights were):", ""]  # fmt: skip
+    for dataset, row in val_choice(table, plan).items():
+        if row is None:
+            lines.append(f"- {dataset}: no completed row")
+            continue
+        e = table[row, dataset]
+        lines.append(f"- {dataset}: {row.label} (val {e.val_mean:.4f}, test {_ndcg(e, len(plan.seeds), False)})")
+    return lines
+
+
 def problem_lines(results: list[CellResult]) -> list[str]:
     failed = [r for r in results if r.state == names.FAILED]
     unfinished = [r for r in results if r.state not in (names.COMPLETED, names.FAILED)]
@@ -116,6 +142,7 @@ def render_markdown(results: list[CellResult], table: dict[tuple[Row, str], Entr
         "## Protocol (from each run's resolved config.yaml)",
         "",
         *(f"- {row.label}: {row_protocol(table, row, plan)}" for row in plan.rows()),
+        *choice_lines(table, plan),
         *problem_lines(results),
     ]
     return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ from divrec.compare.stats import PairedTest, paired_test, per_user_values
 from divrec.leaderboard.cells import Cell, Plan, Row, cell_state
 
 NDCG10 = names.metric_key(names.TEST, names.NDCG, 10)
+VAL_NDCG10 = names.metric_key(names.VAL, names.NDCG, 10)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class CellResult:
     state: str  # names.COMPLETED / FAILED / INCOMPLETE / cells.MISSING
     error: str | None
     ndcg: float
+    val: float  # val/ndcg@10 of the same checkpoint (what a choice across rows may look at)
     epochs: float
     s_per_epoch: float  # median epoch_train_s of timeline.jsonl (NaN without epochs)
     train_s: float  # metrics.json train_time_s (the fit time of a closed-form baseline)
@@ -148,6 +150,7 @@ def read_cell(cell: Cell, out: Path) -> CellResult:
         state=state,
         error=error,
         ndcg=float(metrics.get(NDCG10, math.nan)),
+        val=float(metrics.get(VAL_NDCG10, math.nan)),
         epochs=float(metrics.get(names.EPOCHS, math.nan)),
         s_per_epoch=median_epoch_seconds(folder) if state == names.COMPLETED else math.nan,
         train_s=float(metrics.get(names.TRAIN_TIME, math.nan)),
@@ -163,6 +166,7 @@ class Entry:
     n: int  # completed seeds
     mean: float
     std: float  # sample std (ddof 1); NaN with one seed
+    val_mean: float  # mean val/ndcg@10 over the same seeds
     s_per_epoch: float
     train_s: float
     wall_s: float  # summed over the completed seeds
@@ -202,6 +206,7 @@ def entries(results: list[CellResult], plan: Plan) -> dict[tuple[Row, str], Entr
                 n=len(cell),
                 mean=float(values.mean()) if len(values) else math.nan,
                 std=float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+                val_mean=float(np.mean([r.val for r in cell])) if cell else math.nan,
                 s_per_epoch=_nanmedian([r.s_per_epoch for r in cell]),
                 train_s=float(np.mean([r.train_s for r in cell])) if cell else math.nan,
                 wall_s=float(np.nansum([r.wall_s for r in cell])) if cell else math.nan,
@@ -221,6 +226,17 @@ def best_rows(table: dict[tuple[Row, str], Entry], plan: Plan) -> dict[str, set[
     return best
 
 
+def val_choice(table: dict[tuple[Row, str], Entry], plan: Plan) -> dict[str, Row | None]:
+    """Per dataset, the model row with the highest mean validation NDCG@10 (controls excluded): the row a choice
+    across models made on validation only would report."""
+    chosen: dict[str, Row | None] = {}
+    for dataset in plan.datasets:
+        means = {row: table[row, dataset].val_mean for row in plan.rows() if row.control is None}
+        finite = {row: m for row, m in means.items() if math.isfinite(m)}
+        chosen[dataset] = max(finite, key=lambda row: finite[row]) if finite else None
+    return chosen
+
+
 def frame(table: dict[tuple[Row, str], Entry], plan: Plan) -> pd.DataFrame:
     """The CSV: one line per row; per dataset its mean, std, seeds, difference and p against the baseline, users
     paired, s/epoch, train and wall seconds; then the protocol."""
@@ -231,6 +247,7 @@ def frame(table: dict[tuple[Row, str], Entry], plan: Plan) -> pd.DataFrame:
             e = table[row, d]
             line |= {
                 f"{d}/{NDCG10}_mean": e.mean, f"{d}/{NDCG10}_std": e.std, f"{d}/seeds": e.n,
+                f"{d}/{VAL_NDCG10}_mean": e.val_mean,
                 f"{d}/diff_vs_{plan.baseline}": e.test.mean_diff if e.test else math.nan,
                 f"{d}/p_vs_{plan.baseline}": e.test.permutation_p if e.test else math.nan,
                 f"{d}/users_paired": e.test.n_users if e.test else 0,
