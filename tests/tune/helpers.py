@@ -16,7 +16,8 @@ TRAIN = [*TINY, "trainer=cpu", "trainer.max_epochs=2", "logger=none", "data.batc
 def tune_config(out: Path, data_dir: Path, *extra: str) -> tuple[DictConfig, list[str]]:
     """conf/tune.yaml composed with the tiny train overrides, ``tune.out=out`` and ``extra``; and the command line
     those overrides are (what ``divrec tune`` passes as ``overrides``)."""
-    overrides = [*TRAIN, f"tune.out={out}", f"paths.data_dir={data_dir}", *extra]
+    # confirmation off unless a test asks for it (``extra`` comes later): these tests check the search itself
+    overrides = [*TRAIN, f"tune.out={out}", f"paths.data_dir={data_dir}", "tune.confirm.top_k=0", *extra]
     return compose_config("tune", overrides), overrides
 
 

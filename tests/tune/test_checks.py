@@ -27,6 +27,11 @@ from divrec.validation import ConfigError
         ("monitor=test/ndcg@10", "monitor=test/ndcg@10: a test metric (the tuner never selects on test)"),
         ("callbacks.model_checkpoint.monitor=test/hr@10", "callbacks.model_checkpoint.monitor=test/hr@10: a test"),
         ("monitor=ndcg@10", "monitor=ndcg@10: not a validation metric; allowed: a validation metric key val/"),
+        ("tune.confirm.top_k=-1", "tune.confirm.top_k=-1: out of range"),
+        ("tune.confirm.seeds=[43,43]", "tune.confirm.seeds=[43,43]: a seed is repeated"),
+        ("tune.confirm.seeds=7", "tune.confirm.seeds=7: not a list"),
+        ("tune.confirm.reserve=1", "tune.confirm.reserve=1: out of range"),
+        ("tune.confirm.seeds=[42,43]", "tune.confirm.seeds=[42,43]: holds the trials' own seed=42"),
     ],
 )  # fmt: skip
 def test_bad_tune_values_are_one_line_errors(override: str, message: str) -> None:

@@ -149,8 +149,8 @@ def test_pruners_from_the_config() -> None:
 
 def test_console_script_tunes_and_prints_the_summary(tmp_path: Path) -> None:
     out = tmp_path / "study"
-    args = ["tune", *TRAIN, "tune.n_trials=2", f"tune.out={out}", f"paths.data_dir={tmp_path / 'data'}",
-            f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    args = ["tune", *TRAIN, "tune.n_trials=2", "tune.confirm.top_k=0", f"tune.out={out}",
+            f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
     result = run_divrec(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = [line for line in result.stdout.splitlines() if line.startswith("[tune] ")]

@@ -100,10 +100,15 @@ class TrialReporter(pl.Callback):
             raise optuna.TrialPruned(f"pruned after epoch {step}: {self.monitor}={value:.4f}")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        stopped = any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks)
-        at_max = trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs
-        by_timer = trainer.should_stop and not stopped and not at_max  # the Timer of trainer.max_time
-        self.stopped_by = "early_stopping" if stopped else "budget" if by_timer else "max_epochs"
+        self.stopped_by = stop_reason(trainer)
+
+
+def stop_reason(trainer: pl.Trainer) -> str:
+    """Why fit ended: early_stopping | budget (the Timer of ``trainer.max_time``) | max_epochs."""
+    stopped = any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks)
+    at_max = trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs
+    by_timer = trainer.should_stop and not stopped and not at_max
+    return "early_stopping" if stopped else "budget" if by_timer else "max_epochs"
 
 
 @dataclass

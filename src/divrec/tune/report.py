@@ -6,7 +6,8 @@
   stay in each trial's ``metrics.json`` and never choose.
 - ``progress.png``: best-so-far validation value against tuning minutes (every invocation of the study end to
   end); completed trials as dots, pruned ones as crosses at their best reported value.
-- ``best.yaml`` = ``experiment/tuned.yaml``: a ``# @package _global_`` experiment of the best trial: the command
+- ``best.yaml`` = ``experiment/tuned.yaml``: a ``# @package _global_`` experiment of the chosen trial (the
+  confirmed choice, ``divrec.tune.confirm``, where there is one; else the single-seed best): the command
   line's group choices (``override /data: beauty``), its key overrides, the sampled and tied values, and
   ``trainer.max_epochs`` = the epochs the best trial trained. ``divrec train hydra.searchpath=[file://<out>]
   experiment=tuned`` runs it.
@@ -27,6 +28,7 @@ from divrec import names
 from divrec.configs import config_dir
 from divrec.report import write_atomic
 
+from .confirm import Choice, chosen
 from .objective import DEFAULT_ATTR
 
 if TYPE_CHECKING:
@@ -48,6 +50,14 @@ def best_trial(study: Any, maximize: bool) -> Any | None:
     if not done:
         return None
     return sorted(done, key=lambda t: (-t.value if maximize else t.value, t.number))[0]
+
+
+def chosen_trial(study: Any, maximize: bool) -> tuple[Any | None, Choice | None]:
+    """The trial best.yaml holds: the confirmed choice where a confirmation is usable, else the single-seed best."""
+    choice = chosen(study, maximize)
+    if choice is None:
+        return best_trial(study, maximize), None
+    return next(t for t in study.trials if t.number == choice.trial), choice
 
 
 def trial_rows(study: Any, run: Invocation) -> list[dict[str, Any]]:
@@ -157,14 +167,17 @@ def recipe(run: Invocation, settings: dict[str, Any], epochs: int | None) -> tup
     return defaults, node
 
 
-def experiment_yaml(study: Any, run: Invocation, best: Any, default_value: float | None) -> str:
+def experiment_yaml(study: Any, run: Invocation, best: Any, default_value: float | None,
+                    choice: Choice | None = None) -> str:
     defaults, node = recipe(run, run.space.settings(best.params), best.user_attrs.get(names.EPOCHS))
     command = " ".join(["divrec tune", *run.overrides, f"tune.space={run.space.name}"])
+    confirmed = [] if choice is None else [f"# {choice.line(run.monitor)}; see confirm.md"]
     header = [
         "# @package _global_",
         f"# divrec tune: trial {best.number} of {len(study.trials)} in {run.out / 'study.db'}",
         f"# {run.monitor} = {best.value:.4f} (the default, trial 0: {_cell(default_value) or 'not measured'}),"
         " chosen on validation only;",
+        *confirmed,
         "# trainer.max_epochs = the epochs that trial trained (early stopping still applies).",
         f"# tuned by: {command}",
         "# run it:",
@@ -181,12 +194,12 @@ def default_value(study: Any) -> float | None:
 
 def write_outputs(study: Any, run: Invocation) -> None:
     """Tables, plot, and (once a trial completed) best.yaml + experiment/tuned.yaml."""
-    best = best_trial(study, run.maximize)
+    best, choice = chosen_trial(study, run.maximize)
     rows = trial_rows(study, run)
     write_tables(rows, run.out, None if best is None else best.number)
     write_plot(rows, run.out, run.monitor, run.maximize)
     if best is not None:
-        text = experiment_yaml(study, run, best, default_value(study))
+        text = experiment_yaml(study, run, best, default_value(study), choice)
         write_atomic(run.out / BEST_YAML, text)
         write_atomic(run.out / EXPERIMENT, text)
 
@@ -198,6 +211,9 @@ def summary_line(study: Any, run: Invocation, first: int, minutes: float, budget
     counts = {s: sum(STATES.get(t.state.name) == s for t in mine) for s in ("completed", "pruned", "failed")}
     best, default = best_trial(study, run.maximize), default_value(study)
     best_text = "none completed" if best is None else f"{best.value:.4f} (trial {best.number})"
+    pick, choice = chosen_trial(study, run.maximize)
+    if choice is not None:
+        best_text += f"; {choice.line(run.monitor)}"
     line = (
         f"[tune] {run.monitor}: default {_cell(default) or 'not measured'}, best {best_text}; this run: "
         f"{len(mine)} trials ({counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} "
@@ -206,5 +222,7 @@ def summary_line(study: Any, run: Invocation, first: int, minutes: float, budget
     )
     return {"line": line, "default": default, "best": None if best is None else best.value,
             "best_trial": None if best is None else best.number, "trials": len(mine), **counts,
+            "chosen_trial": None if pick is None else pick.number,
+            "confirmed_seeds": [] if choice is None else list(choice.seeds),
             "minutes": minutes, "stopped_by": stop, "out": str(run.out)}  # fmt: skip
 

@@ -9,7 +9,9 @@
   is left than the fastest earlier trial needed to reach its first validation; each trial's trainer gets
   ``max_time`` = what is left, so a trial ends at most its data loading + final evaluation past the budget.
 - Selection is on validation only (``monitor``, a ``val/`` key): a trial's value is its checkpointed epoch's
-  validation metric. After every trial: ``trials.csv``/``.md``, ``progress.png``, ``best.yaml`` and
+  validation metric. With ``tune.confirm`` (default on), the search stops at ``1 - tune.confirm.reserve`` of the
+  budget and the default plus the best trials are retrained on more seeds before one is chosen
+  (``divrec.tune.confirm``). After every trial: ``trials.csv``/``.md``, ``progress.png``, ``best.yaml`` and
   ``experiment/tuned.yaml`` (``divrec.tune.report``).
 """
 
@@ -31,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from divrec.errors import UserError
 
+from . import confirm
 from .checks import check_tune
 from .objective import DEFAULT_ATTR, Objective, quiet
 from .report import summary_line, write_outputs
@@ -228,13 +231,24 @@ def tune(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
             study.set_user_attr(MINUTES_ATTR, round(offset + minutes_now(), 4))
             write_outputs(study, run)
 
+        end = start + budget_s
+        reserve_s = budget_s * float(cfg.tune.confirm.reserve) if confirm.enabled(cfg) else 0.0
+        search_end = [end - reserve_s]  # the search's deadline; moved to the budget's end when no round would fit
         objective = Objective(
             run.base, run.space, run.out, run.monitor, run.maximize, cfg.tune.pruner != "none",
-            seconds_left=lambda: start + budget_s - time.monotonic(), minutes_offset=offset, minutes_now=minutes_now,
+            seconds_left=lambda: search_end[0] - time.monotonic(), minutes_offset=offset, minutes_now=minutes_now,
             overrides=run.overrides,
         )  # fmt: skip
-        stop = run_trials(study, objective, start + budget_s, cfg.tune.get("n_trials"), after)
+        stop = run_trials(study, objective, search_end[0], cfg.tune.get("n_trials"), after)
         after(study)
+        if confirm.enabled(cfg):
+            if confirm.round_fits(study, run.maximize, int(cfg.tune.confirm.top_k), end - time.monotonic()):
+                confirm.confirm(study, run, cfg, end, reserve_s, after)
+            elif stop == "budget":  # one round would not fit in what is left: the search goes on instead
+                log.info("%s: no confirmation round fits in the reserve; the search uses it", run.out)
+                search_end[0] = end
+                stop = run_trials(study, objective, end, None, after)
+            after(study)
         summary = summary_line(study, run, first, minutes_now(), float(cfg.tune.budget_min), stop)
     print(summary["line"], flush=True)
     return summary
