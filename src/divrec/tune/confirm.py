@@ -152,12 +152,13 @@ def run_one(run: Invocation, trial: Any, seed: int, seconds_left: float) -> floa
     return float(value)
 
 
-def confirm(study: Any, run: Invocation, cfg: DictConfig, deadline: float, reserve_s: float,
+def confirm(study: Any, run: Invocation, cfg: DictConfig, deadline: float,
             after: Callable[[Any], None]) -> Choice | None:
-    """Run the missing confirmation runs seed by seed until ``deadline`` (monotonic seconds); the choice."""
+    """Run the missing confirmation runs seed by seed until ``deadline`` (monotonic seconds); the choice. The
+    candidates are as many as one round of them fits in the time left now."""
     c = cfg.tune.confirm
     seeds = [int(s) for s in c.seeds]
-    cands = candidates(study, run.maximize, int(c.top_k), reserve_s)
+    cands = candidates(study, run.maximize, int(c.top_k), deadline - time.monotonic())
     for seed in seeds:
         for trial in cands:
             values = stored(study)

@@ -243,7 +243,7 @@ def tune(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         after(study)
         if confirm.enabled(cfg):
             if confirm.round_fits(study, run.maximize, int(cfg.tune.confirm.top_k), end - time.monotonic()):
-                confirm.confirm(study, run, cfg, end, reserve_s, after)
+                confirm.confirm(study, run, cfg, end, after)
             elif stop == "budget":  # one round would not fit in what is left: the search goes on instead
                 log.info("%s: no confirmation round fits in the reserve; the search uses it", run.out)
                 search_end[0] = end
