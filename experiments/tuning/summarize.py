@@ -34,7 +34,8 @@ def _spread(runs: list[dict[str, float]], key: str) -> str:
 
 
 def _study(folder: Path) -> dict[str, str]:
-    """Trials (completed/pruned/failed), tuning minutes, default and best val, and the best trial's params."""
+    """Trials (completed/pruned/failed), tuning minutes, default and best (single-seed) val, the trial best.yaml
+    holds (the confirmed choice, ``tune.confirm``, where there was one) and its params."""
     rows = list(csv.DictReader((folder / "trials.csv").open())) if (folder / "trials.csv").is_file() else []
     if not rows:
         return {}
@@ -44,14 +45,19 @@ def _study(folder: Path) -> dict[str, str]:
     default = next((r for r in rows if r["default"] == "True" and r[VAL]), None)
     minutes = max(float(r["end_min"]) for r in rows if r["end_min"])
     fixed = set(list(rows[0])[: list(rows[0]).index("end_min") + 1])
-    params = {k: v for k, v in best.items() if k not in fixed} if best else {}
-    epochs = (yaml.safe_load(re.sub(r"^#.*\n", "", (folder / "best.yaml").read_text(), flags=re.M)) or {}).get(
-        "trainer", {}).get("max_epochs") if (folder / "best.yaml").is_file() else None  # fmt: skip
+    text = (folder / "best.yaml").read_text() if (folder / "best.yaml").is_file() else ""
+    number = re.search(r"^# divrec tune: trial (\d+) of", text, flags=re.M)
+    chosen = next((r for r in rows if number and r["trial"] == number.group(1)), best)
+    confirmed = re.search(r"^# confirmed trial \d+ \(.* mean ([0-9.]+) over (\d+) seeds", text, flags=re.M)
+    params = {k: v for k, v in chosen.items() if k not in fixed} if chosen else {}
+    epochs = (yaml.safe_load(re.sub(r"^#.*\n", "", text, flags=re.M)) or {}).get("trainer", {}).get("max_epochs")
     return {
         "trials": f"{len(rows)} ({count['completed']}/{count['pruned']}/{count['failed']})",
         "minutes": f"{minutes:.1f}",
         "default_val": f"{float(default[VAL]):.4f}" if default else "–",
         "best_val": f"{float(best[VAL]):.4f} (trial {best['trial']})" if best else "–",
+        "chosen": "–" if chosen is None else f"trial {chosen['trial']}" + (
+            f" (mean {confirmed.group(1)} over {confirmed.group(2)} seeds)" if confirmed else " (single seed)"),
         "params": ", ".join(f"{k}={_short(v)}" for k, v in params.items()) + (f", epochs={epochs}" if epochs else ""),
     }
 
@@ -71,8 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     lines = [
         "| dataset | model | default test NDCG@10 (seeds) | default val | budget (min) | trials (compl./pruned/failed) "
-        "| min used | trial 0 val | best val | tuned test NDCG@10 (seeds) | tuned val |",
-        "|---" * 11 + "|",
+        "| min used | trial 0 val | best val | chosen (best.yaml) | tuned test NDCG@10 (seeds) | tuned val |",
+        "|---" * 12 + "|",
     ]
     params = []
     for cell in sorted(p for p in args.runs.glob("*/*") if (p / "default").is_dir() or list(p.glob("tune*"))):
@@ -83,11 +89,12 @@ def main() -> None:
             lines.append(
                 f"| {cell.parent.name} | {cell.name} | {_spread(default, TEST)} | {_spread(default, VAL)} | "
                 f"{tuned_dir.name[4:]} | {study.get('trials', '–')} | {study.get('minutes', '–')} | "
-                f"{study.get('default_val', '–')} | {study.get('best_val', '–')} | {_spread(tuned, TEST)} | "
+                f"{study.get('default_val', '–')} | {study.get('best_val', '–')} | {study.get('chosen', '–')} | "
+                f"{_spread(tuned, TEST)} | "
                 f"{_spread(tuned, VAL)} |"
             )
             params.append(f"- {cell.parent.name}/{cell.name}, {tuned_dir.name}: {study.get('params') or '–'}")
-    text = "\n".join([*lines, "", "Best trial's values (best.yaml):", "", *params]) + "\n"
+    text = "\n".join([*lines, "", "The chosen trial's values (best.yaml):", "", *params]) + "\n"
     args.out.write_text(text)
     print(text)
 

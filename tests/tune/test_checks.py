@@ -31,6 +31,7 @@ from divrec.validation import ConfigError
         ("tune.confirm.seeds=[43,43]", "tune.confirm.seeds=[43,43]: a seed is repeated"),
         ("tune.confirm.seeds=7", "tune.confirm.seeds=7: not a list"),
         ("tune.confirm.reserve=1", "tune.confirm.reserve=1: out of range"),
+        ("tune.confirm.margin_se=-1", "tune.confirm.margin_se=-1: out of range"),
         ("tune.confirm.seeds=[42,43]", "tune.confirm.seeds=[42,43]: holds the trials' own seed=42"),
     ],
 )  # fmt: skip

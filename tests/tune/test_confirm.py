@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from divrec.tune import confirm as confirm_module
-from divrec.tune.confirm import CONFIRM_ATTR, CONFIRM_MD, candidates, choose, round_fits
+from divrec.tune.confirm import CONFIRM_ATTR, CONFIRM_MD, beats, candidates, choose, round_fits
 from divrec.tune.report import BEST_YAML
 from divrec.tune.study import STUDY_FILE, STUDY_NAME
 
@@ -33,7 +33,7 @@ def _fake(trials: list[Any], values: dict[str, dict[str, float]]) -> Any:
 
 def test_the_choice_is_the_best_mean_over_complete_rounds_not_the_single_seed_best() -> None:
     trials = [_trial(0, 0.10, default=True), _trial(1, 0.12), _trial(2, 0.11), _trial(3, 0.05)]
-    values = {"0": {"43": 0.11, "44": 0.11}, "1": {"43": 0.08, "44": 0.08}, "2": {"43": 0.10, "44": 0.12}}
+    values = {"0": {"43": 0.11, "44": 0.11}, "1": {"43": 0.08, "44": 0.08}, "2": {"43": 0.12, "44": 0.125}}
     choice = choose(_fake(trials, values), True, 2, [43, 44])
     assert choice is not None and (choice.trial, choice.single_seed_best, choice.seeds) == (2, 1, (43, 44))
     assert choice.means[1] == pytest.approx(statistics.fmean([0.12, 0.08, 0.08]))
@@ -42,15 +42,28 @@ def test_the_choice_is_the_best_mean_over_complete_rounds_not_the_single_seed_be
     del values["2"]["44"]
     choice = choose(_fake(trials, values), True, 2, [43, 44])
     assert choice is not None and choice.seeds == (43,)
-    assert choice.means[2] == pytest.approx(statistics.fmean([0.11, 0.10])) and choice.trial == 0
+    assert choice.means[2] == pytest.approx(statistics.fmean([0.11, 0.12])) and choice.trial == 2
     assert choose(_fake(trials, {}), True, 2, [43, 44]) is None  # no complete round: no choice
+
+
+def test_a_higher_mean_within_the_noise_does_not_replace_the_default() -> None:
+    # ml-100k's case: paired gains +0.0013, -0.0020, +0.0020 (mean +0.0004, standard error 0.0013)
+    trials = [_trial(0, 0.1123, default=True), _trial(43, 0.1136)]
+    values = {"0": {"43": 0.1132, "44": 0.1143}, "43": {"43": 0.1112, "44": 0.1163}}
+    kept = choose(_fake(trials, values), True, 1, [43, 44])
+    assert kept is not None and (kept.trial, kept.best_mean) == (0, 43)
+    assert "confirmed trial 0 " in kept.line("val/ndcg@10") and "best mean, trial 43: 0.1137" in kept.line("m")
+    any_gain = choose(_fake(trials, values), True, 1, [43, 44], margin_se=0.0)
+    assert any_gain is not None and any_gain.trial == 43
+    assert beats([0.2, 0.2], [0.1, 0.1], True, 5.0)  # no spread: any gain is beyond the noise
+    assert not beats([0.1, 0.1], [0.1, 0.1], True, 0.0)  # no gain is no gain
 
 
 def test_ties_go_to_the_default_and_minimizing_monitors_are_respected() -> None:
     trials = [_trial(0, 0.10, default=True), _trial(1, 0.12)]
     tied = choose(_fake(trials, {"0": {"43": 0.12}, "1": {"43": 0.10}}), True, 1, [43])
     assert tied is not None and tied.trial == 0
-    low = choose(_fake(trials, {"0": {"43": 0.30}, "1": {"43": 0.01}}), False, 1, [43])
+    low = choose(_fake(trials, {"0": {"43": 0.30}, "1": {"43": 0.01}}), False, 1, [43], margin_se=0.0)
     assert low is not None and low.trial == 1  # means 0.20 vs 0.065: the smaller wins when minimizing
 
 
@@ -84,8 +97,14 @@ def test_tune_confirms_writes_the_choice_and_a_rerun_repeats_no_run(tmp_path: Pa
     values = study.user_attrs[CONFIRM_ATTR]
     assert sorted(calls) == sorted((n, s) for n in ("0", "1", "2") for s in (43, 44))  # all 3 completed trials
     assert sorted(values) == ["0", "1", "2"] and all(sorted(v) == ["43", "44"] for v in values.values())
-    means = {int(n): statistics.fmean([study.trials[int(n)].value, *v.values()]) for n, v in values.items()}
-    best = max(means, key=lambda n: (means[n], n == 0, -n))
+    series = {int(n): [study.trials[int(n)].value, v["43"], v["44"]] for n, v in values.items()}
+    means = {n: statistics.fmean(v) for n, v in series.items()}
+
+    def clear_gain(n: int) -> bool:  # brute force: paired gain over the default beyond one standard error
+        diffs = [a - b for a, b in zip(series[n], series[0], strict=True)]
+        return statistics.fmean(diffs) > max(0.0, statistics.stdev(diffs) / 3**0.5)
+
+    best = max((n for n in means if n == 0 or clear_gain(n)), key=lambda n: (means[n], n == 0, -n))
     assert summary["chosen_trial"] == best and summary["confirmed_seeds"] == [43, 44]
     assert f"# confirmed trial {best} " in (out / BEST_YAML).read_text()
     assert "| yes |" in (out / CONFIRM_MD).read_text()

@@ -96,6 +96,8 @@ RULES: tuple[Rule, ...] = (
     Rule("tune.confirm.seeds", Seeds(), "the seeds of the confirmation rounds", "tune.confirm.seeds=[43,44]"),
     Rule("tune.confirm.reserve", Number(0, 1, low_open=True, high_open=True),
          "the share of the budget kept for confirmation", "tune.confirm.reserve=0.25"),
+    Rule("tune.confirm.margin_se", Number(0), "standard errors of gain a trial needs to replace the default",
+         "tune.confirm.margin_se=1.0"),
     Rule("monitor", ValMetric(), VAL_ONLY, "monitor=val/ndcg@10"),
     Rule("callbacks.model_checkpoint.monitor", ValMetric(), VAL_ONLY, "callbacks.model_checkpoint.monitor=${monitor}"),
     Rule("callbacks.early_stopping.monitor", ValMetric(), VAL_ONLY, "callbacks.early_stopping.monitor=${monitor}"),
