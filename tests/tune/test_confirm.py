@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 import pytest
 
+from divrec import pipeline
 from divrec.tune import confirm as confirm_module
 from divrec.tune.confirm import CONFIRM_ATTR, CONFIRM_MD, beats, candidates, choose, round_fits
 from divrec.tune.report import BEST_YAML
@@ -85,13 +86,15 @@ def test_tune_confirms_writes_the_choice_and_a_rerun_repeats_no_run(tmp_path: Pa
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     out, data = tmp_path / "study", tmp_path / "data"
     calls: list[tuple[str, int]] = []
-    real = confirm_module._train
+    real = pipeline.train
 
-    def counted(cfg: Any, callbacks: Any) -> dict[str, float]:
-        calls.append((Path(cfg.paths.output_dir).parent.name, int(cfg.seed)))
-        return real(cfg, callbacks)
+    def counted(cfg: Any, callbacks: Any = ()) -> dict[str, float]:
+        run_dir = Path(cfg.paths.output_dir)
+        if run_dir.parent.parent.name == "confirm":  # <out>/confirm/<trial>/seed<s>
+            calls.append((run_dir.parent.name, int(cfg.seed)))
+        return real(cfg, callbacks=callbacks)
 
-    monkeypatch.setattr(confirm_module, "_train", counted)
+    monkeypatch.setattr(pipeline, "train", counted)
     summary = run_tune(out, data, "tune.n_trials=3", *CONFIRM)
     study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / STUDY_FILE}")
     values = study.user_attrs[CONFIRM_ATTR]

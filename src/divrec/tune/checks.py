@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from divrec import names
-from divrec.validation import ConfigError, Context, Integer, Machine, Number, OneOf, Rule, check_rule
+from divrec.validation import ConfigError, Context, Integer, ListOf, Machine, Number, OneOf, Rule, check_rule
 
 from .space import space_names, space_path
 
@@ -56,22 +56,6 @@ class Text:
         return "a folder path"
 
 
-@dataclass(frozen=True)
-class Seeds:
-    """A list of distinct non-negative integer seeds (may be empty: no confirmation)."""
-
-    def problem(self, value: Any, ctx: Context) -> str | None:
-        if not isinstance(value, ListConfig | list | tuple):
-            return "not a list"
-        items = list(value)
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in items):
-            return "not all non-negative integers"
-        return None if len(set(items)) == len(items) else "a seed is repeated"
-
-    def allowed(self, ctx: Context) -> str:
-        return "a list of distinct non-negative integers, e.g. [43,44]"
-
-
 VAL_ONLY = "the tuner selects trials and checkpoints on validation only"
 RULES: tuple[Rule, ...] = (
     Rule("tune.budget_min", Number(0, low_open=True), "wall-clock minutes of this invocation", "tune.budget_min=20"),
@@ -93,7 +77,8 @@ RULES: tuple[Rule, ...] = (
          "tune.median.warmup_epochs=2"),
     Rule("tune.confirm.top_k", Integer(0), "the best trials retrained on more seeds beside the default; 0 = off",
          "tune.confirm.top_k=2"),
-    Rule("tune.confirm.seeds", Seeds(), "the seeds of the confirmation rounds", "tune.confirm.seeds=[43,44]"),
+    Rule("tune.confirm.seeds", ListOf(Integer(0), min_len=0), "the seeds of the confirmation rounds",
+         "tune.confirm.seeds=[43,44]"),
     Rule("tune.confirm.reserve", Number(0, 1, low_open=True, high_open=True),
          "the share of the budget kept for confirmation", "tune.confirm.reserve=0.25"),
     Rule("tune.confirm.margin_se", Number(0), "standard errors of gain a trial needs to replace the default",
@@ -110,7 +95,11 @@ def check_tune(cfg: DictConfig, machine: Machine | None = None) -> None:
     for rule in RULES:
         check_rule(rule, ctx)
     seed, seeds = cfg.get("seed"), list(cfg.tune.confirm.seeds)
+    given = f"tune.confirm.seeds=[{','.join(map(str, seeds))}]"
+    if len(set(seeds)) < len(seeds):
+        raise ConfigError(f"{given}: a seed is repeated, so a round would count one seed twice; list distinct "
+                          "seeds, e.g. tune.confirm.seeds=[43,44]")
     if seed in seeds:
-        raise ConfigError(f"tune.confirm.seeds=[{','.join(map(str, seeds))}]: holds the trials' own seed={seed}, "
+        raise ConfigError(f"{given}: holds the trials' own seed={seed}, "
                           "so that round would repeat the study's values; choose other seeds, e.g. "
                           f"tune.confirm.seeds=[{seed + 1},{seed + 2}]")

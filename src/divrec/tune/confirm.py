@@ -39,7 +39,7 @@ from divrec import names
 from divrec.report import write_atomic
 from divrec.sweep import error_line, write_status
 
-from .objective import DEFAULT_ATTR, max_time, stop_reason
+from .objective import DEFAULT_ATTR, max_time, stop_reason, train_run
 from .space import apply
 
 if TYPE_CHECKING:
@@ -146,12 +146,6 @@ class _StopWatch(pl.Callback):
         self.stopped_by = stop_reason(trainer)
 
 
-def _train(cfg: DictConfig, callbacks: list[pl.Callback]) -> dict[str, float]:
-    from divrec import pipeline  # looked up at call time (tests wrap it)
-
-    return pipeline.train(cfg, callbacks=callbacks)
-
-
 def run_one(run: Invocation, trial: Any, seed: int, seconds_left: float) -> float | None:
     """Retrain ``trial``'s config at ``seed`` in ``<out>/confirm/<trial>/seed<seed>``; its value, or None when it
     failed or the budget cut it short."""
@@ -161,7 +155,7 @@ def run_one(run: Invocation, trial: Any, seed: int, seconds_left: float) -> floa
     watch = _StopWatch()
     write_status(run_dir, names.RUNNING)
     try:
-        metrics = _train(cfg, callbacks=[watch])
+        metrics = train_run(cfg, callbacks=[watch])
     except Exception as err:  # one failed run drops its round, the tune goes on
         write_status(run_dir, names.FAILED, error_line(err))
         log.warning("confirm trial %s seed %s failed: %s", trial.number, seed, error_line(err))

@@ -48,7 +48,8 @@ def quiet(cfg: DictConfig) -> DictConfig:
     return apply(cfg, present)
 
 
-def _train(cfg: DictConfig, callbacks: list[pl.Callback]) -> dict[str, float]:
+def train_run(cfg: DictConfig, callbacks: list[pl.Callback]) -> dict[str, float]:
+    """``pipeline.train`` with extra callbacks: one trial's (or one confirmation run's) training."""
     from divrec import pipeline  # looked up at call time (tests wrap it)
 
     return pipeline.train(cfg, callbacks=callbacks)
@@ -143,7 +144,7 @@ class Objective:
         self._record(run_dir, settings)
         write_status(run_dir, names.RUNNING)
         try:
-            metrics = _train(cfg, callbacks=[reporter])
+            metrics = train_run(cfg, callbacks=[reporter])
         except optuna.TrialPruned as pruned:
             self._finish(trial, reporter, "pruned", run_dir, names.FAILED, error_line(pruned))
             raise
